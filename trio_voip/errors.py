@@ -1,0 +1,36 @@
+"""The one exception hierarchy of trio-voip: everything we raise derives from TrioVoipError."""
+
+from __future__ import annotations
+
+__all__ = [
+    "TrioVoipError",
+    "SipParseError",
+    "TransactionError",
+    "TransportError",
+]
+
+
+class TrioVoipError(Exception):
+    """Base class of every exception trio-voip raises on purpose."""
+
+
+class SipParseError(TrioVoipError):
+    """Bytes that are not a valid SIP message (or part of one).
+
+    ``status`` and ``reason`` are what a server should answer a request with (400 unless a more
+    specific code applies, e.g. 413 for an oversized message, 505 for an unknown SIP version),
+    in the manner of h11's ``error_status_hint``.
+    """
+
+    def __init__(self, message: str, *, status: int = 400, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason or message
+
+
+class TransactionError(TrioVoipError):
+    """A transaction state machine was asked to do something its state does not allow."""
+
+
+class TransportError(TrioVoipError):
+    """A message could not be sent (no route, connection refused, socket closed)."""
