@@ -7,6 +7,7 @@ __all__ = [
     "SipParseError",
     "TransactionError",
     "TransportError",
+    "SipFramingError",
 ]
 
 
@@ -34,3 +35,18 @@ class TransactionError(TrioVoipError):
 
 class TransportError(TrioVoipError):
     """A message could not be sent (no route, connection refused, socket closed)."""
+
+
+class SipFramingError(SipParseError):
+    """A byte stream broke SIP framing (RFC 3261 18.3): no Content-Length, or a size limit.
+
+    The stream cannot be read past this point, so the connection must be closed. ``head`` is the
+    offending message's header section when it was complete, so a server can still answer the
+    request (400, 413) before closing.
+    """
+
+    def __init__(
+        self, message: str, *, status: int = 400, reason: str | None = None, head: bytes | None = None
+    ) -> None:
+        super().__init__(message, status=status, reason=reason)
+        self.head = head
