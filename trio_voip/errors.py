@@ -8,6 +8,10 @@ __all__ = [
     "TransactionError",
     "TransportError",
     "SipFramingError",
+    "RtpError",
+    "RtpParseError",
+    "PortsExhausted",
+    "MediaFormatError",
 ]
 
 
@@ -35,6 +39,22 @@ class TransactionError(TrioVoipError):
 
 class TransportError(TrioVoipError):
     """A message could not be sent (no route, connection refused, socket closed)."""
+
+
+class RtpError(TrioVoipError):
+    """A media-layer (RTP/RTCP, codec, port pool) operation failed or was misused."""
+
+
+class RtpParseError(RtpError):
+    """Bytes that are not a valid RTP/RTCP packet (or payload); the relay counts and drops these."""
+
+
+class PortsExhausted(RtpError):
+    """The RTP port range has no free port (pair) left."""
+
+
+class MediaFormatError(RtpError):
+    """Audio in a shape we cannot use (WAV not 8 kHz mono 16-bit, samples outside int16, ...)."""
 
 
 class SipFramingError(SipParseError):
