@@ -12,6 +12,9 @@ __all__ = [
     "RtpParseError",
     "PortsExhausted",
     "MediaFormatError",
+    "AuthenticationError",
+    "SdpError",
+    "OfferAnswerError",
 ]
 
 
@@ -70,3 +73,30 @@ class SipFramingError(SipParseError):
     ) -> None:
         super().__init__(message, status=status, reason=reason)
         self.head = head
+
+
+class AuthenticationError(TrioVoipError):
+    """A Digest challenge or credentials value we cannot parse, build or answer."""
+
+
+class SdpError(TrioVoipError):
+    """Text that is not a valid session description (RFC 8866), or an SDP value we cannot build.
+
+    ``line`` is the 1-based line number of the offending line when parsing. ``status`` is what a
+    SIP server should answer an offer it cannot parse with.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None, status: int = 400) -> None:
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+        self.line = line
+        self.status = status
+
+
+class OfferAnswerError(SdpError):
+    """An offer we cannot answer (no acceptable stream) or an answer that does not fit its offer.
+
+    ``status`` is 488 (Not Acceptable Here), the answer RFC 3261 gives for an unacceptable offer.
+    """
+
+    def __init__(self, message: str, *, status: int = 488) -> None:
+        super().__init__(message, status=status)
