@@ -17,6 +17,7 @@ import attrs
 from trio_voip.errors import SipParseError
 from trio_voip.sip import grammar as g
 from trio_voip.sip.headers import (
+    CANONICAL_NAMES,
     SINGLE_HEADERS,
     Contact,
     CSeq,
@@ -105,7 +106,10 @@ _TYPED: dict[str, Any] = {
     "content-type": lambda vs: _one(vs, parse_media_type),
 }
 # What parse_message checks eagerly (RFC 4475 3.1.2 wants these rejected up front).
-_EAGER = ("via", "from", "to", "call-id", "cseq", "max-forwards", "contact", "expires", "date")
+_EAGER = frozenset(
+    {"via", "from", "to", "call-id", "cseq", "max-forwards", "contact", "content-length",
+     "expires", "date"}
+)  # fmt: skip
 
 
 class _Typed:
@@ -246,7 +250,7 @@ def parse_message(
     if ctl is not None:
         _check_controls(head, ctl.start())
 
-    items = _parse_fields(lines)
+    items, grouped = _parse_fields(lines)
     headers = Headers._from_parsed(items)
     message: Request | Response
     start_line = lines[0]
@@ -257,22 +261,15 @@ def parse_message(
         method, uri = _parse_request_line(start_line)
         message = Request(method, uri, headers)
 
-    seen: set[str] = set()
-    content_length = None
-    for key, _, value in items:
-        if key in SINGLE_HEADERS:
-            if key in seen:
-                raise SipParseError(f"more than one {_lookup(key)[1]} header")
-            seen.add(key)
-            if key == "content-length":
-                content_length = parse_content_length(value)
-    for key in _EAGER:
-        headers._get_typed(key, _TYPED[key])
-    if content_length is not None:
-        # the typed cache must agree with what we use for framing
-        headers._typed["content-length"] = content_length
-    if isinstance(message, Request) and "cseq" in seen:
-        cseq_method = headers._typed["cseq"].method
+    typed = headers._typed
+    for key, values in grouped.items():
+        if len(values) > 1 and key in SINGLE_HEADERS:
+            raise SipParseError(f"more than one {_lookup(key)[1]} header")
+        if key in _EAGER:
+            typed[key] = _TYPED[key](values)
+    content_length = typed.get("content-length")
+    if isinstance(message, Request) and "cseq" in typed:
+        cseq_method = typed["cseq"].method
         if cseq_method != message.method:
             raise SipParseError(
                 f"CSeq method {g.snip(cseq_method)} does not match {g.snip(message.method)}"
@@ -299,25 +296,47 @@ def _check_controls(head: str, pos: int) -> None:
         pos = m.start() if m is not None else -1
 
 
-def _parse_fields(lines: list[str]) -> list[tuple[str, str, str]]:
-    # Unfold first: a line starting with SP/HT continues the previous one (RFC 3261 7.3.1).
+def _parse_fields(
+    lines: list[str],
+) -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
+    """Header items (key, display name, value) in order, and the values grouped by key."""
+    fields = lines[1:]
+    for line in fields:
+        if line[:1] in (" ", "\t"):
+            fields = _unfold(fields)
+            break
+    items = []
+    grouped: dict[str, list[str]] = {}
+    canonical = CANONICAL_NAMES
+    for field in fields:
+        name, colon, value = field.partition(":")
+        if not colon:
+            raise SipParseError(f"header line without ':' {g.snip(field)}")
+        display = canonical.get(name.lower())
+        if display is None:
+            key, display = _lookup(name.rstrip(" \t"))
+        else:
+            key = display.lower()
+        value = value.strip(" \t")
+        items.append((key, display, value))
+        try:
+            grouped[key].append(value)
+        except KeyError:
+            grouped[key] = [value]
+    return items, grouped
+
+
+def _unfold(lines: list[str]) -> list[str]:
+    # A line starting with SP/HT continues the previous one (RFC 3261 7.3.1).
     fields: list[str] = []
-    for line in lines[1:]:
-        c = line[:1]
-        if c == " " or c == "\t":
+    for line in lines:
+        if line[:1] in (" ", "\t"):
             if not fields:
                 raise SipParseError("continuation line before the first header")
             fields[-1] = fields[-1] + " " + line.lstrip(" \t")
         else:
             fields.append(line)
-    items = []
-    for field in fields:
-        name, colon, value = field.partition(":")
-        if not colon:
-            raise SipParseError(f"header line without ':' {g.snip(field)}")
-        key, display = _lookup(name.rstrip(" \t"))
-        items.append((key, display, value.strip(" \t")))
-    return items
+    return fields
 
 
 def _parse_request_line(line: str) -> tuple[str, Uri]:
