@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,8 +80,11 @@ def test_parse_rejects_non_str() -> None:
         parse_digest_params(b'Digest realm="a"')  # type: ignore[arg-type]
 
 
+_NEAR_MISSES = st.text(alphabet=st.sampled_from('Digest rmnoc=",\\\t aq-\x00é\n'), max_size=60)
+
+
 @settings(max_examples=400)
-@given(st.text(alphabet=st.sampled_from('Digest rmnoc=",\\\t aq-\x00é\n'), max_size=60) | st.text())
+@given(_NEAR_MISSES | st.text())
 def test_parse_raises_only_authentication_error(value: str) -> None:
     try:
         scheme, params = parse_digest_params(value)
@@ -92,7 +97,8 @@ _TOKEN = st.text(
     alphabet=st.sampled_from("abcXYZ019-.!%*_+`'~"), min_size=1, max_size=12
 )
 _VALUE = st.text(
-    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\x7f") | st.just("\t"),
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\x7f")
+    | st.just("\t"),
     max_size=30,
 )
 
@@ -107,7 +113,13 @@ def test_format_then_parse_round_trips(params: dict[str, str], scheme: str) -> N
 def test_format_quoting_follows_rfc7616() -> None:
     challenge = format_digest(
         "Digest",
-        {"realm": "r", "nonce": "n", "qop": "auth,auth-int", "algorithm": "SHA-256", "stale": "TRUE"},
+        {
+            "realm": "r",
+            "nonce": "n",
+            "qop": "auth,auth-int",
+            "algorithm": "SHA-256",
+            "stale": "TRUE",
+        },
     )
     assert challenge == (
         'Digest realm="r", nonce="n", qop="auth,auth-int", algorithm=SHA-256, stale=TRUE'
@@ -214,7 +226,9 @@ def test_rfc2617_section_3_5() -> None:
 def test_rfc2069_challenge_is_answered_without_qop() -> None:
     client = DigestClient("Mufasa", "Circle Of Life")
     value = client.authorize(
-        "GET", "/dir/index.html", 'Digest realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093"'
+        "GET",
+        "/dir/index.html",
+        'Digest realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093"',
     )
     _, params = parse_digest_params(value)
     assert not {"qop", "nc", "cnonce"} & params.keys()
@@ -322,7 +336,9 @@ def test_auth_int_covers_the_body() -> None:
 
 def test_precomputed_ha1_verifies_like_the_password() -> None:
     stored = PrecomputedHA1.from_password("alice", REALM, "wonderland")
-    server = DigestAuthenticator(REALM, {"alice": stored}.get, algorithms=("SHA-512-256", "SHA-256", "MD5-sess"))
+    server = DigestAuthenticator(
+        REALM, {"alice": stored}.get, algorithms=("SHA-512-256", "SHA-256", "MD5-sess")
+    )
     client = DigestClient("alice", "wonderland")
     for challenge in server.challenge(0.0):  # one nonce: the client counts up across them
         value = client.authorize("REGISTER", URI, challenge)
@@ -342,6 +358,20 @@ def test_shared_secret_lets_servers_accept_each_others_nonces() -> None:
     assert two.verify("REGISTER", value, 6.0, source=SOURCE).ok
 
 
+def test_values_interoperate_with_the_sip_header_layer() -> None:
+    from trio_voip.sip import AuthValue, parse_auth
+
+    server = _server()
+    for value in server.challenge(0.0, stale=True):
+        parsed = parse_auth(value)
+        assert (parsed.scheme, dict(parsed.params)) == parse_digest_params(value)
+    credentials = _fresh(server, DigestClient("alice", "wonderland"))
+    scheme, params = parse_digest_params(credentials)
+    rebuilt = str(AuthValue(scheme, tuple(params.items())))
+    assert parse_digest_params(rebuilt) == (scheme, params)
+    assert server.verify("REGISTER", rebuilt, 0.0, source=SOURCE).ok
+
+
 # --- stale nonces ---------------------------------------------------------------------------------
 
 
@@ -355,7 +385,15 @@ def test_expired_nonce_with_right_password_is_stale_then_recovers() -> None:
     assert result.outcome is AuthOutcome.STALE and result.username == "alice"
     again = server.challenge(30.5, stale=True)
     assert all(parse_challenge(v).stale for v in again)
-    assert server.verify("REGISTER", client.authorize("REGISTER", URI, again), 31.0, source=SOURCE).ok
+    renewed = client.authorize("REGISTER", URI, again)
+    assert server.verify("REGISTER", renewed, 31.0, source=SOURCE).ok
+
+
+def test_nonce_from_the_future_is_stale() -> None:
+    server = _server()
+    value = DigestClient("alice", "wonderland").authorize("REGISTER", URI, server.challenge(100.0))
+    result = server.verify("REGISTER", value, 0.0, source=SOURCE)
+    assert result.outcome is AuthOutcome.STALE and "future" in result.reason
 
 
 def test_expired_nonce_with_wrong_password_is_a_failure() -> None:
@@ -377,11 +415,13 @@ def test_nonce_not_issued_here_is_stale_only_with_the_right_password() -> None:
 def test_tampered_nonce_timestamp_is_not_trusted() -> None:
     server = _server(nonce_lifetime=30.0)
     old = parse_challenge(server.challenge(0.0)[0])
-    # Rewrite the issue time inside the nonce (its first 8 bytes) to "now": the tag breaks.
-    forged_nonce = server.challenge(1000.0)[0]  # a genuine recent prefix...
-    recent = parse_challenge(forged_nonce).nonce
+    recent = parse_challenge(server.challenge(1000.0)[0]).nonce
+    # An expired nonce with its issue time (the leading bytes) made recent: the tag breaks.
     spliced = recent[:10] + old.nonce[10:]
-    challenge = f'Digest realm="{REALM}", nonce="{spliced}", algorithm=SHA-256, qop="auth", opaque="{old.opaque}"'
+    challenge = (
+        f'Digest realm="{REALM}", nonce="{spliced}", algorithm=SHA-256, qop="auth",'
+        f' opaque="{old.opaque}"'
+    )
     value = DigestClient("alice", "wonderland").authorize("REGISTER", URI, challenge)
     assert server.verify("REGISTER", value, 1000.0, source=SOURCE).outcome is AuthOutcome.STALE
 
@@ -450,8 +490,8 @@ def test_nonce_table_drops_expired_nonces() -> None:
 # --- failures -----------------------------------------------------------------------------------
 
 
-def _fresh(server: DigestAuthenticator, client: DigestClient, **kwargs: object) -> str:
-    return client.authorize("REGISTER", URI, server.challenge(0.0), **kwargs)  # type: ignore[arg-type]
+def _fresh(server: DigestAuthenticator, client: DigestClient) -> str:
+    return client.authorize("REGISTER", URI, server.challenge(0.0))
 
 
 @pytest.mark.parametrize(
@@ -475,7 +515,9 @@ def _fresh(server: DigestAuthenticator, client: DigestClient, **kwargs: object) 
         (lambda p: {k: v for k, v in p.items() if k not in ("qop", "nc", "cnonce")}, "qop"),
     ],
 )
-def test_bad_credentials_fail_with_a_reason(mutate, reason: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_credentials_fail_with_a_reason(
+    mutate: Callable[[dict[str, str]], dict[str, str]], reason: str
+) -> None:
     server = _server()
     _, params = parse_digest_params(_fresh(server, DigestClient("alice", "wonderland")))
     value = format_digest("Digest", mutate(params))
@@ -486,7 +528,8 @@ def test_bad_credentials_fail_with_a_reason(mutate, reason: str) -> None:  # typ
 
 def test_wrong_password_fails() -> None:
     server = _server()
-    result = server.verify("REGISTER", _fresh(server, DigestClient("alice", "guess")), 1.0, source=SOURCE)
+    value = _fresh(server, DigestClient("alice", "guess"))
+    result = server.verify("REGISTER", value, 1.0, source=SOURCE)
     assert result.outcome is AuthOutcome.FAILURE and result.username == "alice"
     assert "wrong response" in result.reason
 
@@ -497,7 +540,9 @@ def test_wrong_method_fails() -> None:
     assert server.verify("INVITE", value, 1.0, source=SOURCE).outcome is AuthOutcome.FAILURE
 
 
-@pytest.mark.parametrize("value", ["", "Digest", 'Digest realm="x', "Basic Zm9vOmJhcg==", 'Bearer x="y"'])
+@pytest.mark.parametrize(
+    "value", ["", "Digest", 'Digest realm="x', "Basic Zm9vOmJhcg==", 'Bearer x="y"']
+)
 def test_malformed_or_foreign_credentials_fail(value: str) -> None:
     result = _server().verify("REGISTER", value, 1.0, source=SOURCE)
     assert result.outcome is AuthOutcome.FAILURE and result.reason
@@ -523,11 +568,44 @@ def test_rfc2069_credentials_need_the_flag_and_md5() -> None:
 
 
 @settings(max_examples=300)
-@given(st.text(max_size=200) | st.text(alphabet=st.sampled_from('Digest usernamerlico=",\\ 0'), max_size=80))
+@given(
+    st.text(max_size=200)
+    | st.text(alphabet=st.sampled_from('Digest usernamerlico=",\\ 0'), max_size=80)
+)
 def test_verify_never_raises_on_garbage(value: str) -> None:
     server = _server()
     result = server.verify("REGISTER", value, 1.0, source=None)
     assert result.outcome is AuthOutcome.FAILURE
+
+
+_CREDENTIAL_FIELD = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["auth", "auth-int", "MD5", "SHA-256", "00000001", "ffffffff", "alice", "example.com"]
+    ),
+    st.text(alphabet="0123456789abcdef", min_size=32, max_size=64),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["username", "realm", "nonce", "uri", "response", "algorithm", "qop", "nc",
+             "cnonce", "opaque", "userhash"]
+        ),
+        _CREDENTIAL_FIELD,
+    )
+)
+def test_verify_never_raises_on_near_miss_credentials(params: dict[str, str]) -> None:
+    server = _server(allow_rfc2069=True)
+    params = {"realm": REALM, **params}
+    try:
+        value = format_digest("Digest", params)
+    except AuthenticationError:
+        return  # not writable: a bare parameter that is not a token
+    result = server.verify("REGISTER", value, 1.0, source=SOURCE)
+    assert result.outcome is AuthOutcome.FAILURE and result.reason
 
 
 @settings(max_examples=300)
@@ -567,16 +645,28 @@ def test_repeated_failures_block_the_source_for_a_while() -> None:
     assert blocked.outcome is AuthOutcome.RATE_LIMITED
     assert blocked.retry_after == pytest.approx(119.0)
     assert blocked.username is None
-    # Another host, another port of the same host, and unlimited callers are unaffected/affected.
+    # The block is per host (any port); other hosts and unlimited callers are unaffected.
+    other_port = server.verify("REGISTER", _fresh(server, good), 3.0, source=(SOURCE[0], 5070))
+    assert other_port.outcome is AuthOutcome.RATE_LIMITED
     assert server.verify("REGISTER", _fresh(server, good), 3.0, source=("192.0.2.11", 5060)).ok
-    assert server.verify("REGISTER", _fresh(server, good), 3.0, source=(SOURCE[0], 5070)).outcome is (
-        AuthOutcome.RATE_LIMITED
-    )
     assert server.verify("REGISTER", _fresh(server, good), 3.0, source=None).ok
     # The block ends.
-    value = client_value = _fresh(server, good)
-    assert server.verify("REGISTER", client_value, 122.5, source=SOURCE).ok
-    assert value
+    assert server.verify("REGISTER", _fresh(server, good), 122.5, source=SOURCE).ok
+
+
+def test_stale_and_replayed_credentials_never_block() -> None:
+    server = _server(max_failures_per_source=1, nonce_lifetime=10.0)
+    client = DigestClient("alice", "wonderland")
+    value = _fresh(server, client)
+    assert server.verify("REGISTER", value, 1.0, source=SOURCE).ok
+    for t in (2.0, 3.0):
+        assert server.verify("REGISTER", value, t, source=SOURCE).outcome is AuthOutcome.REPLAY
+    for t in (50.0, 60.0):
+        assert server.verify("REGISTER", _fresh(server, client), t, source=SOURCE).outcome is (
+            AuthOutcome.STALE
+        )
+    renewed = client.authorize("REGISTER", URI, server.challenge(70.0))
+    assert server.verify("REGISTER", renewed, 70.0, source=SOURCE).ok
 
 
 def test_failures_spread_beyond_the_window_do_not_block() -> None:

@@ -215,7 +215,7 @@ def _h_bytes(base: str, data: bytes) -> str:
 
 
 def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
-    """``H(username ":" realm ":" password)`` in hex, what a server may store instead of the password.
+    """``H(username ":" realm ":" password)`` in hex: what a server may store, not the password.
 
     For a ``-sess`` algorithm this is the stored part; the per-session step happens at
     verification. Raises :class:`AuthenticationError` for an unknown algorithm.
