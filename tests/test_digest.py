@@ -209,6 +209,27 @@ def test_rfc7616_section_3_9_1(algorithm: str, response: str) -> None:
     assert f"algorithm={algorithm}," in value and "qop=auth," in value and "nc=00000001," in value
 
 
+def test_rfc7616_section_3_9_2_with_real_sha512_256() -> None:
+    # The RFC prints ae66e67d..., which is what SHA-512 truncated to 256 bits gives; SHA-512/256
+    # (FIPS 180-4, other initial values) gives 3798d413..., the value of erratum 4897.
+    # userhash=true is ignored (not used in SIP): the response does not depend on it.
+    client = DigestClient(
+        "J\u00e4s\u00f8n Doe",
+        "Secret, or not?",
+        cnonce_factory=lambda: "NTg6RKcb9boFIAS3KrFK9BGeh+iDa/sm6jUMp2wds69v",
+    )
+    value = client.authorize(
+        "GET",
+        "/doe.json",
+        'Digest realm="api@example.org", qop="auth", algorithm=SHA-512-256,'
+        ' nonce="5TsQWLVdgBdmrQ0XsxbDODV+57QdFR34I9HAbC/RVvkK",'
+        ' opaque="HRPCssKJSGjCrkzDg8OhwpzCiGPChXYjwrI2QmXDnsOS", charset=UTF-8, userhash=true',
+    )
+    _, params = parse_digest_params(value)
+    assert params["response"] == "3798d4131c277846293534c3edc11bd8a5e4cdcbff78b05db9d95eeb1cec68a5"
+    assert params["username"] == "J\u00e4s\u00f8n Doe" and params["algorithm"] == "SHA-512-256"
+
+
 def test_rfc2617_section_3_5() -> None:
     client = DigestClient("Mufasa", "Circle Of Life", cnonce_factory=lambda: "0a4f113b")
     value = client.authorize(

@@ -16,15 +16,17 @@ same clock (e.g. ``time.time()``); a single server can use ``trio.current_time()
 
 Choices:
 
-* Algorithms: MD5, SHA-256 and SHA-512-256 (RFC 8760), each also as ``-sess``. The server
-  offers one challenge per configured algorithm, in the configured order (RFC 8760 section 2.2:
-  most preferred first); the client answers the strongest one it supports in each realm.
+* Algorithms: MD5, SHA-256 and SHA-512-256 (RFC 8760), each also as ``-sess``. SHA-512-256 is
+  FIPS 180-4 SHA-512/256, not SHA-512 cut to 256 bits as RFC 7616's example 3.9.2 (and code
+  tested against it) computes; see erratum 4897. The server offers one challenge per
+  configured algorithm, in the configured order (RFC 8760: most preferred first); the client
+  answers the strongest one it supports in each realm.
 * qop: the server offers ``auth`` (``auth-int`` can be enabled). Credentials without qop (the
   RFC 2069 form, no cnonce or nonce-count, hence no replay protection) are refused unless
   ``allow_rfc2069=True``, and then only with MD5, the one algorithm RFC 2069 knows. The client
   answers such legacy challenges, since refusing them only locks the user out of old servers.
-* ``userhash`` and ``username*`` (RFC 7616) are not used in SIP and not supported; strings
-  are hashed as UTF-8.
+* ``userhash`` and ``username*`` (RFC 7616) are not supported (credentials using them fail);
+  strings are hashed as UTF-8.
 * Secrets (password, HA1, response digests) never appear in a ``repr``, an exception or an
   :attr:`AuthResult.reason`.
 """
@@ -325,7 +327,8 @@ class AuthOutcome(enum.Enum):
 class AuthResult:
     """The verdict on one set of credentials.
 
-    ``reason`` is for logs and never contains a secret. ``retry_after`` is set for
+    ``username`` is the name the credentials claim (None if unreadable); it is authenticated
+    only when :attr:`ok`. ``reason`` is for logs and never contains a secret. ``retry_after`` is set for
     ``RATE_LIMITED``: seconds until the source may try again (for a ``Retry-After``).
     """
 
