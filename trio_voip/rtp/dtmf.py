@@ -70,7 +70,10 @@ def parse_telephone_event(payload: Buffer) -> TelephoneEvent:
 
 @attrs.frozen
 class DtmfDigit:
-    """One key press. ``ended`` is False when no end packet arrived and a timeout closed it."""
+    """One key press: ``duration`` in seconds, ``timestamp`` the RTP timestamp it started at.
+
+    ``ended`` is False when no end packet arrived and a timeout (or the next press) closed it.
+    """
 
     digit: str
     duration: float
@@ -97,11 +100,14 @@ class DtmfDetector:
 
     clock_rate: int = 8000
     timeout: float = 0.25
-    _timestamp: int | None = None
-    _event: TelephoneEvent | None = None
-    _earlier_segments: int = 0
-    _last_update: float = 0.0
-    _done: deque[int] = attrs.field(factory=lambda: deque(maxlen=_REMEMBERED))
+    # The open event: its current segment's timestamp, latest payload, the first segment's
+    # timestamp and the duration of the segments before this one.
+    _timestamp: int | None = attrs.field(default=None, init=False)
+    _event: TelephoneEvent | None = attrs.field(default=None, init=False)
+    _start: int = attrs.field(default=0, init=False)
+    _earlier_segments: int = attrs.field(default=0, init=False)
+    _last_update: float = attrs.field(default=0.0, init=False)
+    _done: deque[int] = attrs.field(factory=lambda: deque(maxlen=_REMEMBERED), init=False)
 
     def feed(self, packet: RtpPacket, now: float) -> list[DtmfDigit]:
         """Account one packet; return the digits it completes (usually none or one)."""
@@ -128,6 +134,7 @@ class DtmfDetector:
             else:
                 out.extend(self._finish(ended=False))
                 self._earlier_segments = 0
+                self._start = timestamp
             self._timestamp = timestamp
         self._event = event
         self._last_update = now
@@ -159,7 +166,7 @@ class DtmfDetector:
         if digit is None:
             return []
         samples = self._earlier_segments + event.duration
-        return [DtmfDigit(digit, samples / self.clock_rate, timestamp, event.volume, ended)]
+        return [DtmfDigit(digit, samples / self.clock_rate, self._start, event.volume, ended)]
 
 
 def dtmf_packets(

@@ -50,23 +50,23 @@ class ReceiverStats:
     out_of_order: int = 0
     jitter: float = 0.0
     # A.1 source state.
-    _max_seq: int = 0
-    _cycles: int = 0
-    _base_seq: int = 0
-    _bad_seq: int = _SEQ_MOD + 1
-    _probation: int = MIN_SEQUENTIAL
-    _started: bool = False
-    _valid: bool = False
-    _received_prior: int = 0
-    _expected_prior: int = 0
+    _max_seq: int = attrs.field(default=0, init=False, repr=False)
+    _cycles: int = attrs.field(default=0, init=False, repr=False)
+    _base_seq: int = attrs.field(default=0, init=False, repr=False)
+    _bad_seq: int = attrs.field(default=_SEQ_MOD + 1, init=False, repr=False)
+    _probation: int = attrs.field(default=MIN_SEQUENTIAL, init=False, repr=False)
+    _started: bool = attrs.field(default=False, init=False, repr=False)
+    _valid: bool = attrs.field(default=False, init=False, repr=False)
+    _received_prior: int = attrs.field(default=0, init=False, repr=False)
+    _expected_prior: int = attrs.field(default=0, init=False, repr=False)
     # Bit i set: extended sequence (highest - i) has been received; tells duplicates from late.
-    _window: int = 0
+    _window: int = attrs.field(default=0, init=False, repr=False)
     # A.8 jitter state: last accepted packet's arrival (timestamp units) and RTP timestamp.
-    _last_arrival: float | None = None
-    _last_timestamp: int = 0
+    _last_arrival: float | None = attrs.field(default=None, init=False, repr=False)
+    _last_timestamp: int = attrs.field(default=0, init=False, repr=False)
     # Last SR heard from this source: its NTP middle word and when it arrived (seconds).
-    _last_sr: int = 0
-    _last_sr_arrival: float | None = None
+    _last_sr: int = attrs.field(default=0, init=False, repr=False)
+    _last_sr_arrival: float | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.clock_rate <= 0:
