@@ -89,6 +89,12 @@ def _int_range(low: int, high: int | None, what: str) -> Any:
     return check
 
 
+def _fields(value: str) -> list[str]:
+    """Space-separated fields, tolerating runs of spaces (str.split() would also split on
+    non-ASCII whitespace, which non-ws-string allows)."""
+    return [field for field in value.split(" ") if field]
+
+
 def _to_int(text: str, what: str, high: int | None = None) -> int:
     if _DIGITS.fullmatch(text) is None or len(text) > _MAX_DIGITS:
         raise SdpError(f"invalid {what}: {text!r}")
@@ -227,8 +233,8 @@ class RtpMap:
 
     @classmethod
     def parse(cls, value: str) -> RtpMap:
-        pt_text, _, encoding = value.strip().partition(" ")
-        parts = encoding.strip().split("/")
+        pt_text, _, encoding = value.strip(" ").partition(" ")
+        parts = encoding.strip(" ").split("/")
         if len(parts) not in (2, 3):
             raise SdpError(f"invalid rtpmap: {value!r}")
         return cls(
@@ -261,7 +267,7 @@ class Rtcp:
 
     @classmethod
     def parse(cls, value: str) -> Rtcp:
-        fields = value.split()
+        fields = _fields(value)
         if len(fields) not in (1, 4):
             raise SdpError(f"invalid rtcp attribute: {value!r}")
         port = _to_int(fields[0], "rtcp port", 65535)
@@ -508,10 +514,12 @@ def _split_lines(data: bytes | bytearray | memoryview | str) -> list[str]:
     if isinstance(data, str):
         text = data
     elif isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
         try:
-            text = bytes(data).decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise SdpError(f"not UTF-8 (bad byte at offset {exc.start})") from None
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise SdpError(f"not UTF-8 (bad byte at offset {exc.start})", line=line) from None
     else:
         raise TypeError(f"parse_sdp() takes bytes or str, not {type(data).__name__}")
     lines = text.split("\n")
@@ -522,7 +530,7 @@ def _split_lines(data: bytes | bytearray | memoryview | str) -> list[str]:
 
 
 def _origin(value: str) -> Origin:
-    fields = value.split()
+    fields = _fields(value)
     if len(fields) != 6:
         raise SdpError(f"o= needs 6 fields, got {len(fields)}")
     username, session_id, version, nettype, addrtype, address = fields
@@ -530,7 +538,7 @@ def _origin(value: str) -> Origin:
 
 
 def _connection(value: str) -> Connection:
-    fields = value.split()
+    fields = _fields(value)
     if len(fields) != 3:
         raise SdpError(f"c= needs 3 fields, got {len(fields)}")
     return Connection(*fields)
@@ -544,7 +552,7 @@ def _bandwidth(value: str) -> Bandwidth:
 
 
 def _timing(value: str) -> Timing:
-    fields = value.split()
+    fields = _fields(value)
     if len(fields) != 2:
         raise SdpError(f"t= needs 2 fields, got {len(fields)}")
     return Timing(_to_int(fields[0], "t= start time"), _to_int(fields[1], "t= stop time"))
@@ -556,7 +564,7 @@ def _attribute(value: str) -> Attribute:
 
 
 def _media_fields(value: str) -> dict[str, Any]:
-    fields = value.split()
+    fields = _fields(value)
     if len(fields) < 3:
         raise SdpError("m= needs <media> <port> <proto> <fmt>...")
     media, port_text, proto = fields[:3]
@@ -651,18 +659,17 @@ def parse_sdp(data: bytes | bytearray | memoryview | str) -> SessionDescription:
                 if "a" <= letter <= "z":
                     raise SdpError(f"unknown line type {letter!r}")
                 raise SdpError(f"line type {letter!r} is not a lowercase letter")
-            expected = "vos"[number - 1] if number <= 3 else None
-            if expected is not None and letter != expected:
-                raise SdpError(f"expected {expected}= line, got {letter}=")
-            if letter == "v":
+            if number > 3:
+                parser.line(letter, value)
+            elif letter != "vos"[number - 1]:
+                raise SdpError(f"expected {'vos'[number - 1]}= line, got {letter}=")
+            elif letter == "v":
                 if value != "0":
                     raise SdpError(f"unsupported SDP version {value!r} (only v=0)")
             elif letter == "o":
                 origin = _origin(value)
-            elif letter == "s":
-                session_name = value
             else:
-                parser.line(letter, value)
+                session_name = value
         number += 1  # errors below are about what is missing at the end
         if origin is None or session_name is None:
             raise SdpError("truncated: v=, o= and s= lines are required")
