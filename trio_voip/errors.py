@@ -15,6 +15,7 @@ __all__ = [
     "AuthenticationError",
     "SdpError",
     "OfferAnswerError",
+    "DialogError",
 ]
 
 
@@ -100,3 +101,8 @@ class OfferAnswerError(SdpError):
 
     def __init__(self, message: str, *, status: int = 488) -> None:
         super().__init__(message, status=status)
+
+
+class DialogError(TrioVoipError):
+    """A dialog (RFC 3261 12-15) was asked to do something its state does not allow, or a
+    message cannot create or belong to one (no tags, no Contact in a dialog-creating 2xx)."""
