@@ -741,3 +741,18 @@ def test_bad_configuration_is_refused(kwargs: dict[str, object]) -> None:
         _server(**kwargs)
     with pytest.raises(AuthenticationError):
         DigestAuthenticator("a\r\nb", PASSWORDS.get)
+
+
+def test_rechallenge_follows_the_outcome() -> None:
+    server = _server(max_failures_per_source=1, nonce_lifetime=10.0)
+    client = DigestClient("alice", "wonderland")
+    ok = server.verify("REGISTER", _fresh(server, client), 1.0, source=SOURCE)
+    assert server.rechallenge(ok, 1.0) == []
+    stale = server.verify("REGISTER", _fresh(server, client), 50.0, source=SOURCE)
+    assert [parse_challenge(v).stale for v in server.rechallenge(stale, 50.0)] == [True, True]
+    failed = server.verify("REGISTER", "garbage", 51.0, source=SOURCE)
+    fresh = server.rechallenge(failed, 51.0)
+    assert len(fresh) == 2 and not any(parse_challenge(v).stale for v in fresh)
+    limited = server.verify("REGISTER", "garbage", 52.0, source=SOURCE)
+    assert limited.outcome is AuthOutcome.RATE_LIMITED
+    assert server.rechallenge(limited, 52.0) == []

@@ -403,6 +403,25 @@ class _SourceFailures:
     blocked_until: float = -math.inf
 
 
+def _algorithm_list(names: Iterable[str]) -> tuple[str, ...]:
+    canonical = []
+    for name in names:
+        algorithm = _canonical_algorithm(name)
+        if algorithm is None:
+            raise AuthenticationError(f"unsupported digest algorithm {name!r}")
+        canonical.append(algorithm)
+    if not canonical:
+        raise AuthenticationError("at least one digest algorithm is needed")
+    return tuple(canonical)
+
+
+def _qop_list(names: Iterable[str]) -> tuple[str, ...]:
+    qop = tuple(name.lower() for name in names)
+    if not qop or not set(qop) <= {"auth", "auth-int"}:
+        raise AuthenticationError("qop must be a non-empty subset of ('auth', 'auth-int')")
+    return qop
+
+
 @attrs.define
 class DigestAuthenticator:
     """The server end of Digest authentication for one realm.
@@ -421,8 +440,10 @@ class DigestAuthenticator:
 
     realm: str
     credential_lookup: CredentialLookup = attrs.field(repr=False)
-    algorithms: tuple[str, ...] = attrs.field(default=("SHA-256", "MD5"), converter=tuple)
-    qop: tuple[str, ...] = attrs.field(default=("auth",), converter=tuple)
+    algorithms: tuple[str, ...] = attrs.field(
+        default=("SHA-256", "MD5"), converter=_algorithm_list
+    )
+    qop: tuple[str, ...] = attrs.field(default=("auth",), converter=_qop_list)
     nonce_lifetime: float = 300.0
     max_failures_per_source: int = 10
     failure_window: float = 60.0
@@ -443,18 +464,6 @@ class DigestAuthenticator:
     def __attrs_post_init__(self) -> None:
         if not self.realm or _CONTROL_RE.search(self.realm):
             raise AuthenticationError("realm must be a non-empty string without control characters")
-        canonical = []
-        for name in self.algorithms:
-            algorithm = _canonical_algorithm(name)
-            if algorithm is None:
-                raise AuthenticationError(f"unsupported digest algorithm {name!r}")
-            canonical.append(algorithm)
-        if not canonical:
-            raise AuthenticationError("at least one digest algorithm is needed")
-        self.algorithms = tuple(canonical)
-        self.qop = tuple(q.lower() for q in self.qop)
-        if not self.qop or not set(self.qop) <= {"auth", "auth-int"}:
-            raise AuthenticationError("qop must be a non-empty subset of ('auth', 'auth-int')")
         # Without a shared secret, nonces are only good for this instance's lifetime.
         self._key = self.secret if self.secret is not None else secrets.token_bytes(32)
         self._opaque = self._b64(self._mac(b"opaque")[:12])
@@ -478,6 +487,17 @@ class DigestAuthenticator:
                 params.append(("stale", "TRUE"))
             values.append(format_digest("Digest", params))
         return values
+
+    def rechallenge(self, result: AuthResult, now: float) -> list[str]:
+        """The challenge values to answer a failed :meth:`verify` with (in a 401/407).
+
+        ``STALE`` gets ``stale=TRUE`` so the UA retries without asking its user; ``FAILURE``
+        and ``REPLAY`` get a fresh challenge. ``OK`` and ``RATE_LIMITED`` get none: the
+        latter should be answered 403 (with ``Retry-After`` if wanted).
+        """
+        if result.outcome in (AuthOutcome.OK, AuthOutcome.RATE_LIMITED):
+            return []
+        return self.challenge(now, stale=result.outcome is AuthOutcome.STALE)
 
     # -- verification --
 
