@@ -555,3 +555,21 @@ def test_make_cancel() -> None:
     assert server_key(parsed, method="INVITE") == server_key(invite)
     with pytest.raises(TransactionError):
         make_cancel(make_request("ACK"))
+
+
+def test_invite_client_optional_timer_c() -> None:
+    request = make_request("INVITE")
+    txn = InviteClientTransaction(
+        request=request,
+        destination=DEST,
+        reliable=False,
+        key=client_key(request),
+        config=TimerConfig(timer_c=180.0),
+    )
+    txn.start(0.0)
+    assert txn.timer_deadline(Timer.C) is None  # only in Proceeding
+    txn.receive(reply(request, 100), 0.2)
+    assert txn.next_deadline() == pytest.approx(180.2)
+    txn.receive(reply(request, 180), 10.0)  # every provisional restarts it
+    assert txn.next_deadline() == 190.0
+    assert txn.on_timer(190.0) == [TimedOut(txn.key, Timer.C), TransactionTerminated(txn.key)]

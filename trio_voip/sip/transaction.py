@@ -91,6 +91,11 @@ class TimerConfig:
 
     ``trying_delay`` is how long an INVITE server transaction waits for the TU's first
     response before sending 100 (Trying) itself (17.2.1: "200 ms").
+
+    ``timer_c`` bounds an INVITE client transaction in Proceeding, restarted by every
+    provisional response (the proxy Timer C of 16.6, "> 3 min"). RFC 3261 gives a UAC no such
+    limit, so it is off by default; without it a transaction whose final response never
+    arrives stays until the TU gives up (and with ``timer_c``, it reports TimedOut(C)).
     """
 
     t1: float = attrs.field(default=0.5, validator=_positive)
@@ -98,6 +103,9 @@ class TimerConfig:
     t4: float = attrs.field(default=5.0, validator=_positive)
     timer_d_unreliable: float = attrs.field(default=32.0, validator=_positive)
     trying_delay: float = attrs.field(default=0.2, validator=_positive)
+    timer_c: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.t2 < self.t1:
@@ -135,6 +143,7 @@ class TransactionState(enum.Enum):
 class Timer(enum.Enum):
     A = "A"  # INVITE request retransmit (unreliable)
     B = "B"  # INVITE transaction timeout
+    C = "C"  # optional: INVITE transaction timeout in Proceeding
     D = "D"  # wait time for response retransmits
     E = "E"  # non-INVITE request retransmit (unreliable)
     F = "F"  # non-INVITE transaction timeout
@@ -359,7 +368,7 @@ class StrayAck:
 
 @attrs.frozen
 class TimedOut:
-    """Transaction ``key`` failed: ``timer`` (B, F or H) fired."""
+    """Transaction ``key`` failed: ``timer`` (B, C, F or H) fired."""
 
     key: TransactionKey
     timer: Timer
@@ -532,6 +541,14 @@ class InviteClientTransaction(_ClientTransaction):
     def _timed_out(self, now: float, message: _Message, events: list[Event]) -> None:
         events.append(TimedOut(self.key, Timer.B))
 
+    def _provisional(self, now: float, message: _Message, events: list[Event]) -> None:
+        self._to_tu(now, message, events)
+        if self.config.timer_c is not None:
+            self._arm(Timer.C, self.config.timer_c, now)
+
+    def _timed_out_c(self, now: float, message: _Message, events: list[Event]) -> None:
+        events.append(TimedOut(self.key, Timer.C))
+
     def _accept(self, now: float, message: _Message, events: list[Event]) -> None:
         self._to_tu(now, message, events)
         self._arm(Timer.M, self.config.timeout, now)
@@ -550,7 +567,7 @@ class InviteClientTransaction(_ClientTransaction):
     _STATE_TIMERS = {
         S.IDLE: frozenset(),
         S.CALLING: frozenset({Timer.A, Timer.B}),
-        S.PROCEEDING: frozenset(),
+        S.PROCEEDING: frozenset({Timer.C}),
         S.COMPLETED: frozenset({Timer.D}),
         S.ACCEPTED: frozenset({Timer.M}),
         S.TERMINATED: frozenset(),
@@ -560,11 +577,12 @@ class InviteClientTransaction(_ClientTransaction):
         (S.IDLE, I.START): (S.CALLING, _send_first),
         (S.CALLING, T.A): (S.CALLING, _retransmit),
         (S.CALLING, T.B): (S.TERMINATED, _timed_out),
-        (S.CALLING, I.R1XX): (S.PROCEEDING, _ClientTransaction._to_tu),
+        (S.CALLING, I.R1XX): (S.PROCEEDING, _provisional),
         (S.CALLING, I.R2XX): (S.ACCEPTED, _accept),
         (S.CALLING, I.R3XX_6XX): (S.COMPLETED, _reject),
         (S.CALLING, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
-        (S.PROCEEDING, I.R1XX): (S.PROCEEDING, _ClientTransaction._to_tu),
+        (S.PROCEEDING, I.R1XX): (S.PROCEEDING, _provisional),
+        (S.PROCEEDING, T.C): (S.TERMINATED, _timed_out_c),
         (S.PROCEEDING, I.R2XX): (S.ACCEPTED, _accept),
         (S.PROCEEDING, I.R3XX_6XX): (S.COMPLETED, _reject),
         (S.PROCEEDING, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
