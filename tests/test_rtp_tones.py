@@ -125,6 +125,21 @@ def test_unusable_wav_files(buf: io.BytesIO) -> None:
         read_wav(buf)
 
 
+@settings(max_examples=200)
+@given(st.data())
+def test_damaged_wav_files_only_raise_media_format_error(data) -> None:
+    good = _wav(frames=b"\x01\x02" * 50).getvalue()
+    damaged = bytearray(good)
+    for index in data.draw(st.lists(st.integers(0, len(good) - 1), min_size=1, max_size=4)):
+        damaged[index] = data.draw(st.integers(0, 255))
+    damaged = damaged[: data.draw(st.integers(0, len(damaged)))]
+    try:
+        samples = read_wav(io.BytesIO(bytes(damaged)))
+    except MediaFormatError:
+        return
+    assert len(samples) <= 50
+
+
 def test_write_wav_rejects_out_of_range_samples() -> None:
     with pytest.raises(MediaFormatError):
         write_wav(io.BytesIO(), [70000])

@@ -25,6 +25,7 @@ import attrs
 from trio_voip.errors import RtpError, RtpParseError
 
 __all__ = [
+    "Buffer",
     "RTP_VERSION",
     "RTP_HEADER_SIZE",
     "RtpHeaderExtension",

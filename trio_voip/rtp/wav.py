@@ -31,7 +31,8 @@ def read_wav(source: str | IO[bytes]) -> array[int]:
                     " need 8000 Hz mono 16-bit"
                 )
             data = reader.readframes(reader.getnframes())
-    except (wave.Error, EOFError) as exc:
+    # wave reports a chunk length past the end of the data as a bare RuntimeError.
+    except (wave.Error, EOFError, RuntimeError) as exc:
         raise MediaFormatError(f"not a readable PCM WAV file: {exc}") from None
     if len(data) % 2:
         raise MediaFormatError("WAV data ends in half a sample")
