@@ -31,6 +31,7 @@ from trio_voip.errors import DialogError
 from trio_voip.sip import session_timer as st
 from trio_voip.sip.headers import Headers, NameAddr
 from trio_voip.sip.message import Request, Response, make_response
+from trio_voip.sip.transaction import make_cancel, new_branch
 from trio_voip.sip.uri import SipUri, Uri
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
     "RefreshSession",
     "SessionExpired",
     "build_cancel",
-    "new_branch",
 ]
 
 T1 = 0.5
@@ -76,12 +76,6 @@ _WITH_CONTACT = TARGET_REFRESH | {"REFER"}
 # uri-parameters RFC 3261 19.1.1 does not allow in a Request-URI.
 _NOT_IN_REQUEST_URI = ("method",)
 _AUTH_HEADERS = ("Authorization", "Proxy-Authorization")
-_MAGIC_COOKIE = "z9hG4bK"
-
-
-def new_branch() -> str:
-    """A fresh RFC 3261 branch (magic cookie + 96 random bits)."""
-    return _MAGIC_COOKIE + secrets.token_hex(12)
 
 
 def _initial_seq() -> int:
@@ -643,19 +637,9 @@ def build_cancel(invite: Request) -> Request:
     CSeq number and top Via (branch included, so it matches the INVITE's transaction), and
     the same Route headers. Only send it once a provisional response has arrived."""
     if invite.method != "INVITE":
-        raise DialogError(f"only an INVITE can be cancelled, not {invite.method}")
-    h = Headers()
-    h.add("Via", invite.headers.get_all("Via")[0])
-    h.add("Max-Forwards", "70")
-    for route in invite.headers.get_all("Route"):
-        h.add("Route", route)
-    for name in ("From", "To", "Call-ID"):
-        value = invite.headers.get(name)
-        if value is None:
-            raise DialogError(f"the INVITE has no {name}")
-        h.add(name, value)
-    h.add("CSeq", f"{invite.cseq.seq} CANCEL")
-    return Request("CANCEL", invite.uri, h)
+        # RFC 3261 9.1: non-INVITE requests answer at once; cancelling them is pointless.
+        raise DialogError(f"only an INVITE is cancelled, not {invite.method}")
+    return make_cancel(invite)
 
 
 # --- the layer ---------------------------------------------------------------------------------
@@ -835,12 +819,8 @@ class DialogLayer:
     def _on_uac_expired(self, key: _UacKey, events: list[DialogEvent]) -> None:
         # 64*T1 after the first 2xx the INVITE is over: forks still early never answered.
         tracked = self._uac.pop(key, None)
-        if tracked is None:
-            return
-        for dialog_id in tracked.early:
-            if dialog_id in self._dialogs:
-                self._remove(dialog_id)
-                events.append(DialogTerminated(dialog_id, "another fork answered"))
+        if tracked is not None:
+            self._end_early(tracked, "another fork answered", events)
 
     # -- UAS side --
 
