@@ -17,86 +17,21 @@ from trio_voip.sdp import (
     Timing,
     parse_sdp,
 )
-from trio_voip.testing.sdp_strategies import mutated_sdp_bytes, session_descriptions
+from trio_voip.testing.sdp_strategies import (
+    SIPP_SDP,
+    SOFTPHONE_SDP,
+    WEBRTC_SDP,
+    mutated_sdp_bytes,
+    session_descriptions,
+)
 
 
 def crlf(text: str) -> str:
     return "".join(f"{line}\r\n" for line in text.strip("\n").split("\n"))
 
 
-# What SIPp's built-in uac scenario sends.
-SIPP = crlf("""
-v=0
-o=user1 53655765 2353687637 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio 6000 RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-""")
+SIPP, SOFTPHONE, WEBRTC = (data.decode() for data in (SIPP_SDP, SOFTPHONE_SDP, WEBRTC_SDP))
 
-# A pjsip-based softphone: several codecs, telephone-event at two rates, a=rtcp, b= lines.
-SOFTPHONE = crlf("""
-v=0
-o=- 3868340372 3868340372 IN IP4 192.168.1.20
-s=pjmedia
-b=AS:84
-t=0 0
-a=X-nat:0
-m=audio 4000 RTP/AVP 96 9 8 0 101 102
-c=IN IP4 192.168.1.20
-b=AS:64000
-b=TIAS:64000
-a=rtcp:4001 IN IP4 192.168.1.20
-a=sendrecv
-a=rtpmap:96 opus/48000/2
-a=fmtp:96 useinbandfec=1
-a=rtpmap:9 G722/8000
-a=rtpmap:8 PCMA/8000
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/48000
-a=fmtp:101 0-16
-a=rtpmap:102 telephone-event/8000
-a=fmtp:102 0-16
-a=ssrc:1925306395 cname:5a8b0d5a4f8a6e09
-""")
-
-# Browser-style: ICE, DTLS, BUNDLE, rtcp-mux, rtcp-fb, extmap, a value starting with a space.
-WEBRTC = crlf("""
-v=0
-o=- 4611731400430051336 2 IN IP4 127.0.0.1
-s=-
-t=0 0
-a=group:BUNDLE 0
-a=extmap-allow-mixed
-a=msid-semantic: WMS stream1
-m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126
-c=IN IP4 0.0.0.0
-a=rtcp:9 IN IP4 0.0.0.0
-a=ice-ufrag:EsAw
-a=ice-pwd:bP+XJMM09aR8AiX1jdukzR6Y
-a=ice-options:trickle
-a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F
-a=setup:actpass
-a=mid:0
-a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level
-a=sendrecv
-a=msid:stream1 track1
-a=rtcp-mux
-a=rtpmap:111 opus/48000/2
-a=rtcp-fb:111 transport-cc
-a=fmtp:111 minptime=10;useinbandfec=1
-a=rtpmap:63 red/48000/2
-a=fmtp:63 111/111
-a=rtpmap:9 G722/8000
-a=rtpmap:0 PCMU/8000
-a=rtpmap:8 PCMA/8000
-a=rtpmap:13 CN/8000
-a=rtpmap:110 telephone-event/48000
-a=rtpmap:126 telephone-event/8000
-a=ssrc:3735928559 cname:4TOk42mSjXCkVIa6
-a=candidate:1467250027 1 udp 2122260223 192.168.0.196 46243 typ host generation 0
-""")
 
 # Every session-level line type RFC 8866 has, in its order.
 FULL = crlf("""

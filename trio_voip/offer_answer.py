@@ -97,7 +97,7 @@ PCMA = Codec("PCMA", 8000, 8)
 TELEPHONE_EVENT = Codec(_TELEPHONE_EVENT, 8000, 101, fmtp="0-16")
 DEFAULT_CODECS: tuple[Codec, ...] = (PCMU, PCMA, TELEPHONE_EVENT)
 
-# RFC 3551 table 4: audio formats usable without an rtpmap line.
+# RFC 3551 tables 4 and 5: formats usable without an rtpmap line.
 STATIC_PAYLOAD_TYPES: Mapping[int, Codec] = MappingProxyType(
     {
         codec.payload_type: codec
@@ -119,6 +119,13 @@ STATIC_PAYLOAD_TYPES: Mapping[int, Codec] = MappingProxyType(
             Codec("DVI4", 11025, 16),
             Codec("DVI4", 22050, 17),
             Codec("G729", 8000, 18),
+            Codec("CelB", 90000, 25),
+            Codec("JPEG", 90000, 26),
+            Codec("nv", 90000, 28),
+            Codec("H261", 90000, 31),
+            Codec("MPV", 90000, 32),
+            Codec("MP2T", 90000, 33),
+            Codec("H263", 90000, 34),
         )
         if codec.payload_type is not None
     }
@@ -531,10 +538,10 @@ def negotiated(
             offered_pt = None if codec is None else _in_offer(codec, pt, offered_codecs)
             if codec is not None and offered_pt is not None:
                 common.append((pt if we_offered else offered_pt, codec))
-        audio = [(pt, c) for pt, c in common if not c.is_telephone_event and c.name.casefold() != "cn"]
-        if not audio:
-            raise OfferAnswerError(f"m= line {index + 1}: no audio codec in common")
-        payload_type, codec = audio[0]
+        media = [(pt, c) for pt, c in common if not c.is_telephone_event and c.name.casefold() != "cn"]
+        if not media:
+            raise OfferAnswerError(f"m= line {index + 1}: no codec in common")
+        payload_type, codec = media[0]
         codec = codec_of(remote, payload_type) or codec
         events = [pt for pt, c in common if c.is_telephone_event and c.clock_rate == codec.clock_rate]
         connection = theirs.connection_of(remote)
