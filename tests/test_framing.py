@@ -45,13 +45,15 @@ def _messages(draw: st.DrawFn) -> bytes:
     name = draw(_length_names)
     space = draw(st.sampled_from(["", " ", "\t "]))
     start = draw(st.sampled_from(["INVITE sip:a@b SIP/2.0", "SIP/2.0 200 OK"]))
-    head = f"{start}\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\n{name}{space}:{space}{len(body)}\r\n\r\n"
+    head = (
+        f"{start}\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\n{name}{space}:{space}{len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
 @st.composite
 def _streams(draw: st.DrawFn) -> tuple[bytes, list[bytes], int]:
-    """A stream of messages with keep-alive CRLFs between them; returns (stream, messages, pings)."""
+    """Messages with keep-alive CRLFs between them: (stream, messages, pings)."""
     messages = draw(st.lists(_messages(), min_size=1, max_size=5))
     stream = bytearray()
     pings = 0

@@ -9,13 +9,15 @@ import trio
 
 from trio_voip.errors import SipParseError, TransportError
 from trio_voip.sip import Request, make_response, parse_message
-from trio_voip.sip.transport import BindSpec, Inbound, TransportLayer, UDP_SIZE_LIMIT
+from trio_voip.sip.transport import UDP_SIZE_LIMIT, BindSpec, Inbound, TransportLayer
 
 LOOP = "127.0.0.1"
 TIMEOUT = 5
 
 
-def _request(via: str, *, method: str = "OPTIONS", call_id: str = "c1", body: bytes = b"", extra: str = "") -> bytes:
+def _request(
+    via: str, *, method: str = "OPTIONS", call_id: str = "c1", body: bytes = b"", extra: str = ""
+) -> bytes:
     return (
         f"{method} sip:bob@127.0.0.1 SIP/2.0\r\n"
         f"Via: {via}\r\n"
@@ -35,7 +37,8 @@ def _port(layer: TransportLayer, transport: str) -> int:
 
 
 async def _start(nursery: trio.Nursery, **options: object) -> TransportLayer:
-    layer = TransportLayer([("UDP", LOOP, 0), BindSpec("TCP", LOOP, 0)], **options)  # type: ignore[arg-type]
+    binds = [("UDP", LOOP, 0), BindSpec("TCP", LOOP, 0)]
+    layer = TransportLayer(binds, **options)  # type: ignore[arg-type]
     await nursery.start(layer.run)
     return layer
 
@@ -78,13 +81,20 @@ async def test_udp_request_gets_received_and_rport_and_response_follows_rport(nu
         peer = await _udp_peer()
         peer_port = peer.getsockname()[1]
         # A client behind NAT: sent-by names an address we cannot reach.
-        await peer.sendto(_request("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa;rport"), (LOOP, _port(layer, "UDP")))
+        await peer.sendto(
+            _request("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa;rport"),
+            (LOOP, _port(layer, "UDP")),
+        )
         inbound = await layer.inbound.receive()
         assert isinstance(inbound, Inbound)
         via = inbound.message.top_via
         assert via.received == LOOP
         assert via.rport == peer_port
-        assert (inbound.source.transport, inbound.source.host, inbound.source.port) == ("UDP", LOOP, peer_port)
+        assert (inbound.source.transport, inbound.source.host, inbound.source.port) == (
+            "UDP",
+            LOOP,
+            peer_port,
+        )
         assert inbound.source.connection is None
 
         response = make_response(inbound.message, 200)
@@ -114,11 +124,18 @@ async def test_received_only_when_sent_by_differs(nursery):
         via = (await layer.inbound.receive()).message.top_via
         assert via.received is None and not via.has_rport
         # A domain name in sent-by always gets received (18.2.1).
-        await peer.sendto(_request("SIP/2.0/UDP client.example.com;branch=z9hG4bKc", call_id="c2"), target)
+        await peer.sendto(
+            _request("SIP/2.0/UDP client.example.com;branch=z9hG4bKc", call_id="c2"), target
+        )
         via = (await layer.inbound.receive()).message.top_via
         assert via.received == LOOP
         # Without rport, the response goes to received and the sent-by port.
-        response = make_response(parse_message(_request(f"SIP/2.0/UDP 10.0.0.1:{peer_port};branch=z9hG4bKd;received={LOOP}")), 486)
+        response = make_response(
+            parse_message(
+                _request(f"SIP/2.0/UDP 10.0.0.1:{peer_port};branch=z9hG4bKd;received={LOOP}")
+            ),
+            486,
+        )
         await layer.send_response(response)
         data, _ = await peer.recvfrom(65535)
         assert parse_message(data).status == 486
@@ -144,7 +161,9 @@ async def test_malformed_request_datagram_gets_400_with_reason(nursery):
     with trio.fail_after(TIMEOUT):
         layer = await _start(nursery)
         peer = await _udp_peer()
-        bad = _request("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKe").replace(b"CSeq: 1 OPTIONS", b"CSeq: one OPTIONS")
+        bad = _request("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKe").replace(
+            b"CSeq: 1 OPTIONS", b"CSeq: one OPTIONS"
+        )
         with pytest.raises(SipParseError) as info:
             parse_message(bad)
         await peer.sendto(bad, (LOOP, _port(layer, "UDP")))
@@ -166,7 +185,8 @@ async def test_malformed_request_datagram_gets_400_with_reason(nursery):
         b"\x00\x01\x02 not sip at all",
         b"SIP/2.0 200 OK\r\nVia: broken\r\n\r\n",  # a response is never answered
         b"INVITE sip:a@b SIP/2.0\r\nCSeq: x\r\n\r\n",  # a request without Via cannot be answered
-        b"ACK sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCSeq: 1 INVITE\r\n\r\n",  # never answer ACK
+        # ACK is never answered.
+        b"ACK sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCSeq: 1 INVITE\r\n\r\n",
     ],
 )
 async def test_garbage_is_counted_and_dropped(nursery, garbage):
@@ -205,7 +225,11 @@ async def test_responses_not_for_us_are_dropped(nursery):
         layer = await _start(nursery)
         peer = await _udp_peer()
         udp_port = _port(layer, "UDP")
-        foreign = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKh\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        foreign = (
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKh\r\n"
+            b"From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
         ours = foreign.replace(b"192.0.2.9:5060", f"{LOOP}:{udp_port}".encode())
         await peer.sendto(foreign, (LOOP, udp_port))
         await peer.sendto(ours, (LOOP, udp_port))
@@ -222,7 +246,10 @@ async def test_full_inbound_channel_drops_udp_without_blocking(nursery):
         layer = await _start(nursery, inbound_capacity=1)
         peer = await _udp_peer()
         for i in range(3):
-            await peer.sendto(_request("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK%d" % i, call_id=f"q{i}"), (LOOP, _port(layer, "UDP")))
+            await peer.sendto(
+                _request(f"SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK{i}", call_id=f"q{i}"),
+                (LOOP, _port(layer, "UDP")),
+            )
         await _wait_for(lambda: layer.stats.received == 3)
         assert layer.stats.queue_full == 2
         assert (await layer.inbound.receive()).message.call_id == "q0"
@@ -254,7 +281,9 @@ async def test_send_request_without_via_is_a_transport_error(nursery):
         with pytest.raises(TransportError):
             await layer.send_request(request, LOOP, 5060)
         with pytest.raises(TransportError):
-            await layer.send_request(parse_message(_request("SIP/2.0/UDP h;branch=z9hG4bKj")), LOOP, 5060, "SCTP")
+            await layer.send_request(
+                parse_message(_request("SIP/2.0/UDP h;branch=z9hG4bKj")), LOOP, 5060, "SCTP"
+            )
 
 
 async def test_large_udp_request_moves_to_tcp_only_when_allowed(nursery):
@@ -387,7 +416,11 @@ async def test_oversized_tcp_message_closes_only_that_connection(nursery):
         good = await trio.open_tcp_stream(LOOP, _port(layer, "TCP"))
         bad = await trio.open_tcp_stream(LOOP, _port(layer, "TCP"))
         await _wait_for(lambda: layer.open_connections == 2)
-        await bad.send_all(_request("SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKu").replace(b"Content-Length: 0", b"Content-Length: 100000"))
+        await bad.send_all(
+            _request("SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKu").replace(
+                b"Content-Length: 0", b"Content-Length: 100000"
+            )
+        )
         buffer = bytearray()
         reply = parse_message(await _read_message(bad, buffer))
         assert reply.status == 413
@@ -405,7 +438,9 @@ async def test_tcp_without_content_length_gets_400_and_close(nursery):
     with trio.fail_after(TIMEOUT):
         layer = await _start(nursery)
         client = await trio.open_tcp_stream(LOOP, _port(layer, "TCP"))
-        await client.send_all(_request("SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKw").replace(b"Content-Length: 0\r\n", b""))
+        await client.send_all(
+            _request("SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKw").replace(b"Content-Length: 0\r\n", b"")
+        )
         reply = parse_message(await _read_message(client, bytearray()))
         assert (reply.status, reply.reason) == (400, "Missing Content-Length")
         assert await client.receive_some(100) == b""
@@ -433,7 +468,12 @@ async def test_tcp_applies_backpressure_instead_of_dropping(nursery):
     with trio.fail_after(TIMEOUT):
         layer = await _start(nursery, inbound_capacity=1)
         client = await trio.open_tcp_stream(LOOP, _port(layer, "TCP"))
-        await client.send_all(b"".join(_request("SIP/2.0/TCP 192.0.2.1;branch=z9hG4bK%d" % i, call_id=f"b{i}") for i in range(5)))
+        await client.send_all(
+            b"".join(
+                _request(f"SIP/2.0/TCP 192.0.2.1;branch=z9hG4bK{i}", call_id=f"b{i}")
+                for i in range(5)
+            )
+        )
         received = [(await layer.inbound.receive()).message.call_id for _ in range(5)]
         assert received == [f"b{i}" for i in range(5)]
         assert layer.stats.dropped == 0
@@ -452,7 +492,12 @@ async def test_shutdown_closes_every_socket_and_task(how):
             udp_port, tcp_port = _port(layer, "UDP"), _port(layer, "TCP")
             client = await trio.open_tcp_stream(LOOP, tcp_port)
             listener = (await trio.open_tcp_listeners(0, host=LOOP))[0]
-            await layer.send_request(parse_message(_request("SIP/2.0/UDP x;branch=z9hG4bKz")), LOOP, listener.socket.getsockname()[1], "TCP")
+            await layer.send_request(
+                parse_message(_request("SIP/2.0/UDP x;branch=z9hG4bKz")),
+                LOOP,
+                listener.socket.getsockname()[1],
+                "TCP",
+            )
             accepted = await listener.accept()
             assert parse_message(await _read_message(accepted, bytearray())).method == "OPTIONS"
             await _wait_for(lambda: layer.open_connections == 2)
@@ -505,7 +550,10 @@ async def test_ipv6_udp_round_trip(nursery):
         await nursery.start(layer.run)
         peer = trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         await peer.bind(("::1", 0))
-        await peer.sendto(_request("SIP/2.0/UDP [2001:db8::1];branch=z9hG4bK6;rport"), ("::1", _port(layer, "UDP")))
+        await peer.sendto(
+            _request("SIP/2.0/UDP [2001:db8::1];branch=z9hG4bK6;rport"),
+            ("::1", _port(layer, "UDP")),
+        )
         inbound = await layer.inbound.receive()
         via = inbound.message.top_via
         assert via.received == "::1" and via.rport == peer.getsockname()[1]
@@ -513,3 +561,55 @@ async def test_ipv6_udp_round_trip(nursery):
         data, _ = await peer.recvfrom(65535)
         assert parse_message(data).status == 200
         peer.close()
+
+
+async def test_tcp_response_without_source_finds_the_connection_by_rport(nursery):
+    with trio.fail_after(TIMEOUT):
+        layer = await _start(nursery)
+        client = await trio.open_tcp_stream(LOOP, _port(layer, "TCP"))
+        await client.send_all(_request("SIP/2.0/TCP 192.0.2.1:5070;branch=z9hG4bKp;rport"))
+        inbound = await layer.inbound.receive()
+        assert inbound.message.top_via.rport == client.socket.getsockname()[1]
+        await layer.send_response(make_response(inbound.message, 202))  # no source: Via only
+        assert parse_message(await _read_message(client, bytearray())).status == 202
+        assert layer.stats.connections_opened == 0
+        await client.aclose()
+
+
+async def test_wildcard_bind_advertises_a_routable_address(nursery):
+    with trio.fail_after(TIMEOUT):
+        layer = TransportLayer(
+            [("UDP", "0.0.0.0", 0), BindSpec("TCP", "0.0.0.0", 0, "sip.example")]
+        )
+        await nursery.start(layer.run)
+        peer = await _udp_peer()
+        request = parse_message(_request("SIP/2.0/UDP x;branch=z9hG4bKw1"))
+        await layer.send_request(request, LOOP, peer.getsockname()[1])
+        data, _ = await peer.recvfrom(65535)
+        via = parse_message(data).top_via
+        assert (via.host, via.port) == (LOOP, _port(layer, "UDP"))
+        # The response to it names an address we wrote, so it is ours.
+        await peer.sendto(bytes(make_response(parse_message(data), 200)), (LOOP, via.port))
+        assert (await layer.inbound.receive()).message.status == 200
+
+        listener = (await trio.open_tcp_listeners(0, host=LOOP))[0]
+        request = parse_message(_request("SIP/2.0/UDP x;branch=z9hG4bKw2"))
+        await layer.send_request(request, LOOP, listener.socket.getsockname()[1], "TCP")
+        stream = await listener.accept()
+        via = parse_message(await _read_message(stream, bytearray())).top_via
+        assert (via.host, via.port) == ("sip.example", _port(layer, "TCP"))
+        await stream.aclose()
+        await listener.aclose()
+        peer.close()
+
+
+async def test_sending_needs_a_running_layer():
+    layer = TransportLayer([("UDP", LOOP, 0)])
+    request = parse_message(_request("SIP/2.0/UDP x;branch=z9hG4bKn"))
+    with pytest.raises(TransportError):
+        await layer.send_request(request, LOOP, 5060)
+    with pytest.raises(TransportError):
+        await layer.send_response(make_response(request, 200))
+    await layer.aclose()
+    with pytest.raises(trio.EndOfChannel):
+        await layer.inbound.receive()

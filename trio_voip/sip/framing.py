@@ -140,7 +140,7 @@ class StreamFramer:
             if end < 0:
                 if len(buf) > self._max_header_bytes:
                     raise SipFramingError(
-                        "header section exceeds %d bytes" % self._max_header_bytes,
+                        f"header section exceeds {self._max_header_bytes} bytes",
                         status=513,
                         reason="Message Too Large",
                     )
@@ -151,7 +151,7 @@ class StreamFramer:
             head = bytes(buf[:end])
             if head_length > self._max_header_bytes:
                 raise SipFramingError(
-                    "header section exceeds %d bytes" % self._max_header_bytes,
+                    f"header section exceeds {self._max_header_bytes} bytes",
                     status=513,
                     reason="Message Too Large",
                     head=head,
@@ -159,7 +159,7 @@ class StreamFramer:
             total = head_length + _content_length(head)
             if total > self._max_message_size:
                 raise SipFramingError(
-                    "message of %d bytes exceeds %d" % (total, self._max_message_size),
+                    f"message of {total} bytes exceeds {self._max_message_size}",
                     status=413,
                     reason="Request Entity Too Large",
                     head=head,
@@ -201,7 +201,7 @@ def _content_length(head: bytes) -> int:
             continue
         if not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
             raise SipFramingError(
-                "bad Content-Length %r" % value[:20], reason="Bad Content-Length", head=head
+                f"bad Content-Length {value[:20]!r}", reason="Bad Content-Length", head=head
             )
         if length is not None and length != int(value):
             raise SipFramingError(

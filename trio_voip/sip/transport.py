@@ -336,7 +336,9 @@ class TransportLayer:
     def open_connections(self) -> int:
         return len(self._live)
 
-    async def run(self, *, task_status: trio.TaskStatus[list[LocalAddress]] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[list[LocalAddress]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Bind every socket, report :attr:`local_addresses`, then serve until cancelled/closed."""
         if self._started:
             raise TransportError("a TransportLayer runs once")
@@ -383,6 +385,7 @@ class TransportLayer:
         used. Raises :class:`TransportError` when there is no Via (the transaction layer adds it)
         or the message cannot be sent.
         """
+        self._check_running()
         transport = transport.upper()
         if transport not in _TRANSPORTS:
             raise TransportError(f"unsupported transport {transport!r}")
@@ -394,7 +397,10 @@ class TransportLayer:
         if transport == "UDP":
             endpoint = self._udp_endpoint(ip, None)
             sent_by = self._udp_sent_by(endpoint, ip)
-            _replace_top_via(request.headers, attrs.evolve(via, transport="UDP", host=sent_by[0], port=sent_by[1]))
+            _replace_top_via(
+                request.headers,
+                attrs.evolve(via, transport="UDP", host=sent_by[0], port=sent_by[1]),
+            )
             data = bytes(request)
             if len(data) <= UDP_SIZE_LIMIT or not self._large_requests_over_tcp:
                 await self._sendto(endpoint, data, ip, port)
@@ -402,7 +408,9 @@ class TransportLayer:
             # 18.1.1: too large for UDP; the top Via must then say TCP.
         connection = await self._connection_to(ip, port)
         sent_by = self._tcp_sent_by(connection)
-        _replace_top_via(request.headers, attrs.evolve(via, transport="TCP", host=sent_by[0], port=sent_by[1]))
+        _replace_top_via(
+            request.headers, attrs.evolve(via, transport="TCP", host=sent_by[0], port=sent_by[1])
+        )
         await self._send_on(connection, bytes(request))
         return Source("TCP", ip, port, connection.local[0], connection.local[1], connection)
 
@@ -413,6 +421,7 @@ class TransportLayer:
         top Via's ``maddr``, else ``received`` (with ``rport`` if set), else sent-by, default
         port 5060; over UDP from the socket the request arrived on when ``source`` says which.
         """
+        self._check_running()
         try:
             via = response.top_via
         except SipParseError as exc:
@@ -426,21 +435,27 @@ class TransportLayer:
         if transport not in _TRANSPORTS:
             raise TransportError(f"cannot send over {transport!r}")
         port = via.port or _default_port(transport)
-        maddr = via.param("maddr")
         received = via.param("received")
         rport = via.param("rport")
-        if maddr:
-            host = maddr
-        else:
-            host = received or via.host
-            if rport is not None and rport.isdigit():
-                port = int(rport)
+        rport_port = int(rport) if rport is not None and rport.isdigit() else None
+        host = via.param("maddr") or received or via.host
         ip = await self._resolve(host, port)
         if transport == "TCP":
-            await self._send_on(await self._connection_to(ip, port), data)
+            # rport names the request's connection; if that is gone, a new one goes to the
+            # sent-by port, where the client listens (18.2.2).
+            open_one = self._connections.get((ip, rport_port)) if rport_port else None
+            if open_one is None or open_one.closed:
+                open_one = await self._connection_to(ip, port)
+            await self._send_on(open_one, data)
             return
+        if rport_port is not None and not via.param("maddr"):
+            port = rport_port
         local = (source.local_host, source.local_port) if source is not None else None
         await self._sendto(self._udp_endpoint(ip, local), data, ip, port)
+
+    def _check_running(self) -> None:
+        if self._nursery is None:
+            raise TransportError("transport layer is not running")
 
     # -- binding and addresses -----------------------------------------------------------------
 
@@ -460,7 +475,9 @@ class TransportLayer:
                 sock.listen(self._backlog)
         except OSError as exc:
             sock.close()
-            raise TransportError(f"cannot bind {spec.transport} {spec.host}:{spec.port}: {exc}") from exc
+            raise TransportError(
+                f"cannot bind {spec.transport} {spec.host}:{spec.port}: {exc}"
+            ) from exc
         address = LocalAddress(spec.transport, host, sock.getsockname()[1])
         endpoint = _Endpoint(spec, address, family, sock)
         (self._udp if spec.transport == "UDP" else self._tcp).append(endpoint)
@@ -492,13 +509,6 @@ class TransportLayer:
                     return endpoint
         return candidates[0]
 
-    def _advertised(self, endpoint: _Endpoint, fallback: str) -> str:
-        if endpoint.spec.advertise:
-            return endpoint.spec.advertise
-        if endpoint.address.host not in _WILDCARDS:
-            return endpoint.address.host
-        return fallback
-
     def _udp_sent_by(self, endpoint: _Endpoint, ip: str) -> tuple[str, int]:
         host = endpoint.spec.advertise or endpoint.address.host
         if host in _WILDCARDS:
@@ -512,7 +522,9 @@ class TransportLayer:
         family = _family(connection.local[0])
         for endpoint in self._tcp:
             if endpoint.family == family:
-                host = self._advertised(endpoint, connection.local[0])
+                host = endpoint.spec.advertise or endpoint.address.host
+                if host in _WILDCARDS:
+                    host = connection.local[0]
                 sent_by = (host, endpoint.address.port)
                 break
         else:
@@ -535,14 +547,21 @@ class TransportLayer:
                 # RFC 3261 18.1.2: a response whose top Via is not ours was misrouted.
                 self.stats.dropped += 1
                 self.stats.foreign_responses += 1
-                logger.debug("dropped response for %s from %s:%d", message.top_via.sent_by, source.host, source.port)
+                logger.debug(
+                    "dropped response for %s from %s:%d",
+                    message.top_via.sent_by,
+                    source.host,
+                    source.port,
+                )
                 return None, None
         except SipParseError as exc:
             self.stats.parse_errors += 1
             reply = _rejection(data, exc)
             if reply is None:
                 self.stats.dropped += 1
-                logger.debug("dropped unparseable message from %s:%d: %s", source.host, source.port, exc)
+                logger.debug(
+                    "dropped unparseable message from %s:%d: %s", source.host, source.port, exc
+                )
             return None, reply
         return Inbound(message, source), None
 
@@ -612,7 +631,9 @@ class TransportLayer:
     async def _serve_connection(self, connection: _Connection) -> None:
         framer = StreamFramer(self._max_message_size, self._max_header_bytes)
         remote_host, remote_port = connection.remote
-        source = Source("TCP", remote_host, remote_port, connection.local[0], connection.local[1], connection)
+        source = Source(
+            "TCP", remote_host, remote_port, connection.local[0], connection.local[1], connection
+        )
         try:
             while True:
                 data = await connection.stream.receive_some(_RECEIVE_SIZE)
@@ -663,8 +684,7 @@ class TransportLayer:
         connection = self._connections.get((ip, port))
         if connection is not None and not connection.closed:
             return connection
-        if self._nursery is None:
-            raise TransportError("transport layer is not running")
+        self._check_running()
         family = _family(ip)
         local_address = None
         for endpoint in self._tcp:
