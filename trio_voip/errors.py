@@ -6,6 +6,7 @@ __all__ = [
     "TrioVoipError",
     "SipParseError",
     "TransactionError",
+    "TransactionTimeout",
     "TransportError",
     "SipFramingError",
     "RtpError",
@@ -106,3 +107,7 @@ class OfferAnswerError(SdpError):
 class DialogError(TrioVoipError):
     """A dialog (RFC 3261 12-15) was asked to do something its state does not allow, or a
     message cannot create or belong to one (no tags, no Contact in a dialog-creating 2xx)."""
+
+
+class TransactionTimeout(TransactionError):
+    """A transaction ended without its answer: Timer B, C, F (no final response) or H (no ACK)."""
