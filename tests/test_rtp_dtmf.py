@@ -104,7 +104,7 @@ def test_lowercase_letters_are_accepted() -> None:
 def test_a_dialled_string_survives_loss_and_duplication(
     digits: str, lost: set[int], duplicated: set[int]
 ) -> None:
-    stream = []
+    stream: list[tuple[float, RtpPacket]] = []
     timestamp, sequence, t = 0, 0, 0.0
     for digit in digits:
         packets = dtmf_packets(digit, payload_type=101, ssrc=9, sequence=sequence, timestamp=timestamp)

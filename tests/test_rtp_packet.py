@@ -254,6 +254,7 @@ def test_sdes_cname_and_padding() -> None:
     assert len(wire) == 4 + 28 and wire.endswith(b"hi\x00")
     rr = ReceiverReport(7)
     (_, parsed) = parse_rtcp_compound(rr.to_bytes() + wire)
+    assert isinstance(parsed, SourceDescription)
     assert parsed.chunks[0].cname == b"alice@example.com"
     assert SdesChunk(1).cname is None
 

@@ -17,7 +17,7 @@ Every malformed input raises :class:`~trio_voip.errors.RtpParseError`, never ``I
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
 import attrs
@@ -145,7 +145,9 @@ class RtpPacket:
             | len(self.csrcs)
         )
         second = (0x80 if self.marker else 0) | self.payload_type
-        parts = [_RTP_FIXED.pack(first, second, self.sequence, self.timestamp, self.ssrc)]
+        parts: list[Buffer] = [
+            _RTP_FIXED.pack(first, second, self.sequence, self.timestamp, self.ssrc)
+        ]
         parts.extend(_U32.pack(csrc) for csrc in self.csrcs)
         if self.extension is not None:
             ext = self.extension
@@ -572,7 +574,7 @@ RtcpPacket: TypeAlias = (
     SenderReport | ReceiverReport | SourceDescription | Goodbye | AppPacket | RtcpUnknown
 )
 
-_PARSERS = {
+_PARSERS: dict[int, Callable[[int, Buffer], RtcpPacket]] = {
     RTCP_SR: SenderReport._parse,
     RTCP_RR: ReceiverReport._parse,
     RTCP_SDES: SourceDescription._parse,
