@@ -1,5 +1,6 @@
 import struct
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from trio_voip.rtp.packet import (
     parse_rtcp_compound,
     parse_rtp,
     rtp_header_fields,
+    rewrite_rtp_header,
     rtp_payload_bounds,
     serialize_rtcp_compound,
 )
@@ -87,6 +89,22 @@ def test_fast_path_reads_only_nbytes_of_a_reused_buffer(packet: RtpPacket, junk:
     assert rtp_header_fields(memoryview(buf), len(wire))[1] == packet.sequence
 
 
+@given(rtp_packets, u16, u32, u32, st.none() | st.booleans())
+def test_rewrite_header_in_place(
+    packet: RtpPacket, seq: int, ts: int, ssrc: int, marker: bool | None
+) -> None:
+    buf = bytearray(packet.to_bytes())
+    rewrite_rtp_header(memoryview(buf), sequence=seq, timestamp=ts, ssrc=ssrc, marker=marker)
+    expected = attrs.evolve(
+        packet,
+        sequence=seq,
+        timestamp=ts,
+        ssrc=ssrc,
+        marker=packet.marker if marker is None else marker,
+    )
+    assert parse_rtp(bytes(buf)) == expected
+
+
 def test_memoryview_input_gives_zero_copy_payload() -> None:
     buf = bytearray(WIRE)
     packet = parse_rtp(memoryview(buf))
@@ -127,6 +145,8 @@ def test_fast_path_rejects_short_and_wrong_version() -> None:
         rtp_header_fields(WIRE, 11)
     with pytest.raises(RtpParseError):
         rtp_header_fields(WIRE[:20], 30)  # nbytes beyond the buffer
+    with pytest.raises(RtpParseError, match="buffer of 20"):
+        rtp_payload_bounds(WIRE[:20], 30)
     with pytest.raises(RtpParseError, match="version 0"):
         rtp_header_fields(b"\x00" * 12, 12)
 

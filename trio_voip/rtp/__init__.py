@@ -37,6 +37,7 @@ from trio_voip.rtp.packet import (
     parse_rtcp_compound,
     parse_rtp,
     rtp_header_fields,
+    rewrite_rtp_header,
     rtp_payload_bounds,
     serialize_rtcp_compound,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "parse_rtp",
     "rtp_header_fields",
     "rtp_payload_bounds",
+    "rewrite_rtp_header",
     "serialize_rtcp_compound",
     "PortAllocator",
     "ReceiverStats",

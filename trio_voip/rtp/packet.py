@@ -33,6 +33,7 @@ __all__ = [
     "parse_rtp",
     "rtp_header_fields",
     "rtp_payload_bounds",
+    "rewrite_rtp_header",
     "is_rtcp",
     "RTCP_SR",
     "RTCP_RR",
@@ -69,6 +70,7 @@ RTP_HEADER_SIZE = 12
 
 _RTP_FIXED = struct.Struct("!BBHII")
 _EXT_HEADER = struct.Struct("!HH")
+_SEQ_TS_SSRC = struct.Struct("!HII")
 _U32 = struct.Struct("!I")
 _RTCP_HEADER = struct.Struct("!BBH")
 _REPORT_BLOCK = struct.Struct("!IIIIII")
@@ -159,6 +161,13 @@ class RtpPacket:
         return b"".join(parts)
 
 
+def _check_size(buf: Buffer, nbytes: int) -> None:
+    if nbytes < RTP_HEADER_SIZE:
+        raise RtpParseError(f"RTP packet of {nbytes} bytes is shorter than the 12-byte header")
+    if len(buf) < nbytes:
+        raise RtpParseError(f"{nbytes} bytes claimed in a buffer of {len(buf)}")
+
+
 def rtp_header_fields(buf: Buffer, nbytes: int) -> tuple[int, int, int, int]:
     """Validate the fixed RTP header in ``buf[:nbytes]``; return ``(ssrc, seq, timestamp, pt)``.
 
@@ -166,8 +175,7 @@ def rtp_header_fields(buf: Buffer, nbytes: int) -> tuple[int, int, int, int]:
     and version only; CSRC list, extension and padding are left to :func:`rtp_payload_bounds`.
     The marker bit is not part of ``pt``. It does not tell RTP from RTCP: ask :func:`is_rtcp`.
     """
-    if nbytes < RTP_HEADER_SIZE or len(buf) < nbytes:
-        raise RtpParseError(f"RTP packet of {nbytes} bytes is shorter than the 12-byte header")
+    _check_size(buf, nbytes)
     first, second, seq, timestamp, ssrc = _RTP_FIXED.unpack_from(buf)
     if first >> 6 != RTP_VERSION:
         raise RtpParseError(f"RTP version {first >> 6}, expected 2")
@@ -176,8 +184,7 @@ def rtp_header_fields(buf: Buffer, nbytes: int) -> tuple[int, int, int, int]:
 
 def rtp_payload_bounds(buf: Buffer, nbytes: int) -> tuple[int, int]:
     """Return ``(start, end)`` of the payload in ``buf[:nbytes]``, past CSRCs, extension, padding."""
-    if nbytes < RTP_HEADER_SIZE or len(buf) < nbytes:
-        raise RtpParseError(f"RTP packet of {nbytes} bytes is shorter than the 12-byte header")
+    _check_size(buf, nbytes)
     first = buf[0]
     if first >> 6 != RTP_VERSION:
         raise RtpParseError(f"RTP version {first >> 6}, expected 2")
@@ -222,6 +229,24 @@ def parse_rtp(data: Buffer) -> RtpPacket:
         extension=extension,
         padding=nbytes - end,
     )
+
+
+def rewrite_rtp_header(
+    buf: bytearray | memoryview,
+    *,
+    sequence: int,
+    timestamp: int,
+    ssrc: int,
+    marker: bool | None = None,
+) -> None:
+    """Overwrite sequence, timestamp, SSRC (and optionally the marker) of the RTP packet in ``buf``.
+
+    For a relay that re-stamps packets in place (one continuous outgoing stream while the source
+    behind it changes) without parsing or copying them. ``buf`` must hold a validated header.
+    """
+    _SEQ_TS_SSRC.pack_into(buf, 2, sequence & _U16, timestamp & _U32_MAX, ssrc & _U32_MAX)
+    if marker is not None:
+        buf[1] = (buf[1] & 0x7F) | (0x80 if marker else 0)
 
 
 def is_rtcp(data: Buffer) -> bool:
