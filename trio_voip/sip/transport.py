@@ -357,10 +357,8 @@ class TransportLayer:
                 await self._stop.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            # Connection tasks closed their own sockets when the nursery cancelled them.
             self._nursery = None
-            for connection in list(self._live):
-                self._forget(connection)
-                connection.close()
             for endpoint in self._udp + self._tcp:
                 endpoint.sock.close()
             self._inbound_send.close()
