@@ -105,6 +105,8 @@ _TYPED: dict[str, Any] = {
     "record-route": parse_name_addrs,
     "content-type": lambda vs: _one(vs, parse_media_type),
 }
+# header name as commonly written, lower-cased -> (key, display name)
+_KNOWN_NAMES = {lname: (name.lower(), name) for lname, name in CANONICAL_NAMES.items()}
 # What parse_message checks eagerly (RFC 4475 3.1.2 wants these rejected up front).
 _EAGER = frozenset(
     {"via", "from", "to", "call-id", "cseq", "max-forwards", "contact", "content-length",
@@ -307,16 +309,15 @@ def _parse_fields(
             break
     items = []
     grouped: dict[str, list[str]] = {}
-    canonical = CANONICAL_NAMES
+    known = _KNOWN_NAMES
     for field in fields:
         name, colon, value = field.partition(":")
         if not colon:
             raise SipParseError(f"header line without ':' {g.snip(field)}")
-        display = canonical.get(name.lower())
-        if display is None:
+        try:
+            key, display = known[name.lower()]
+        except KeyError:
             key, display = _lookup(name.rstrip(" \t"))
-        else:
-            key = display.lower()
         value = value.strip(" \t")
         items.append((key, display, value))
         try:

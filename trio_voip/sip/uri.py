@@ -83,11 +83,17 @@ def parse_host(text: str) -> str:
         if any(int(octet) > 255 for octet in text.split(".")):
             raise SipParseError(f"bad IPv4 address {g.snip(text)}")
         return text
-    labels = text[:-1].split(".") if text[-1] == "." else text.split(".")
-    for label in labels:
-        if not label or label[0] == "-" or label[-1] == "-":
-            raise SipParseError(f"bad host name {g.snip(text)}")
-    if labels[-1].isdigit():
+    # Labels must be non-empty and not start or end with "-"; the top label is not numeric.
+    name = text[:-1] if text[-1] == "." else text
+    if (
+        not name
+        or name[0] in ".-"
+        or name[-1] in ".-"
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or name.rpartition(".")[2].isdigit()
+    ):
         raise SipParseError(f"bad host name {g.snip(text)}")
     return text
 
