@@ -6,12 +6,14 @@ import pytest
 
 from trio_voip.errors import SipParseError
 from trio_voip.sip import (
+    AuthValue,
     CSeq,
     Headers,
     Request,
     Response,
     SipUri,
     make_response,
+    parse_auth,
     parse_message,
 )
 
@@ -254,3 +256,53 @@ def test_make_response_details() -> None:
     )
     assert make_response(in_dialog, 487, to_tag="other").to.tag == "t1"
     assert make_response(req, 299).reason == "Unknown"
+
+
+def test_auth_values() -> None:
+    challenge = (
+        'Digest realm="atlanta.example.com", qop="auth,auth-int", '
+        'nonce="ea9c8e88df84f1cec4341ae6cbe5a359", opaque="", stale=FALSE, algorithm=MD5'
+    )
+    auth = parse_auth(challenge)
+    assert auth.scheme == "Digest"
+    assert auth.params == (
+        ("realm", "atlanta.example.com"),
+        ("qop", "auth,auth-int"),
+        ("nonce", "ea9c8e88df84f1cec4341ae6cbe5a359"),
+        ("opaque", ""),
+        ("stale", "FALSE"),
+        ("algorithm", "MD5"),
+    )
+    assert str(auth) == challenge
+    assert parse_auth(str(auth)) == auth
+    creds = AuthValue(
+        "Digest",
+        (("username", 'bo"b'), ("realm", "r"), ("nonce", "n"), ("uri", "sip:bob@b"),
+         ("response", "abc"), ("qop", "auth"), ("nc", "00000001"), ("cnonce", "c")),
+    )  # fmt: skip
+    assert str(creds) == (
+        'Digest username="bo\\"b", realm="r", nonce="n", uri="sip:bob@b", response="abc", '
+        'qop=auth, nc=00000001, cnonce="c"'
+    )
+    assert parse_auth(str(creds)) == creds
+    assert creds.param("USERNAME") == 'bo"b'
+    for bad in ("", "Digest realm", 'Digest realm="x', "Digest realm=a b", "Di gest"):
+        with pytest.raises(SipParseError):
+            parse_auth(bad)
+
+
+def test_typed_lists_and_auth_accessors() -> None:
+    req = parse_message(
+        INVITE.replace(
+            b"Max-Forwards: 70\r\n",
+            b"Max-Forwards: 70\r\nAllow: INVITE, ACK,BYE\r\nSupported: timer\r\n"
+            b"Require: 100rel\r\nProxy-Require: foo\r\n"
+            b'Proxy-Authorization: Digest username="a", realm="b"\r\n'
+            b'Proxy-Authorization: Digest username="c", realm="d"\r\n',
+        )
+    )
+    assert req.allow == ["INVITE", "ACK", "BYE"]
+    assert (req.supported, req.require, req.proxy_require) == (["timer"], ["100rel"], ["foo"])
+    assert [a.param("realm") for a in req.proxy_authorization] == ["b", "d"]
+    assert req.authorization == [] and req.www_authenticate == []
+    assert req.content_length == 4

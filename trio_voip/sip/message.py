@@ -19,6 +19,7 @@ from trio_voip.sip import grammar as g
 from trio_voip.sip.headers import (
     CANONICAL_NAMES,
     SINGLE_HEADERS,
+    AuthValue,
     Contact,
     CSeq,
     Headers,
@@ -35,6 +36,7 @@ from trio_voip.sip.headers import (
     parse_media_type,
     parse_name_addr,
     parse_name_addrs,
+    parse_auth,
     parse_vias,
 )
 from trio_voip.sip.uri import SipUri, Uri, parse_uri
@@ -104,6 +106,10 @@ _TYPED: dict[str, Any] = {
     "route": parse_name_addrs,
     "record-route": parse_name_addrs,
     "content-type": lambda vs: _one(vs, parse_media_type),
+    "www-authenticate": lambda vs: tuple(parse_auth(v) for v in vs),
+    "proxy-authenticate": lambda vs: tuple(parse_auth(v) for v in vs),
+    "authorization": lambda vs: tuple(parse_auth(v) for v in vs),
+    "proxy-authorization": lambda vs: tuple(parse_auth(v) for v in vs),
 }
 # header name as commonly written, lower-cased -> (key, display name)
 _KNOWN_NAMES = {lname: (name.lower(), name) for lname, name in CANONICAL_NAMES.items()}
@@ -176,6 +182,43 @@ class _Typed:
     @property
     def expires(self) -> int | None:
         return self._typed("expires")  # type: ignore[no-any-return]
+
+    @property
+    def content_length(self) -> int | None:
+        """The Content-Length header as received (``bytes()`` always writes the real one)."""
+        return self._typed("content-length")  # type: ignore[no-any-return]
+
+    @property
+    def allow(self) -> list[str]:
+        return self.headers.get_all("Allow")
+
+    @property
+    def supported(self) -> list[str]:
+        return self.headers.get_all("Supported")
+
+    @property
+    def require(self) -> list[str]:
+        return self.headers.get_all("Require")
+
+    @property
+    def proxy_require(self) -> list[str]:
+        return self.headers.get_all("Proxy-Require")
+
+    @property
+    def www_authenticate(self) -> list[AuthValue]:
+        return list(self._typed("www-authenticate"))
+
+    @property
+    def proxy_authenticate(self) -> list[AuthValue]:
+        return list(self._typed("proxy-authenticate"))
+
+    @property
+    def authorization(self) -> list[AuthValue]:
+        return list(self._typed("authorization"))
+
+    @property
+    def proxy_authorization(self) -> list[AuthValue]:
+        return list(self._typed("proxy-authorization"))
 
     def _serialise(self, start_line: str, body: bytes) -> bytes:
         out = [start_line]
