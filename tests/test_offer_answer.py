@@ -22,16 +22,22 @@ from trio_voip.offer_answer import (
     next_version,
     resume_offer,
 )
-from trio_voip.sdp import Attribute, Direction, MediaDescription, SessionDescription, Timing, parse_sdp
-from trio_voip.testing.sdp_strategies import audio_offers
-
-from trio_voip.testing.sdp_strategies import SIPP_SDP, SOFTPHONE_SDP, WEBRTC_SDP
+from trio_voip.sdp import (
+    Attribute,
+    Direction,
+    MediaDescription,
+    SessionDescription,
+    Timing,
+    parse_sdp,
+)
+from trio_voip.testing.sdp_strategies import SIPP_SDP, SOFTPHONE_SDP, WEBRTC_SDP, audio_offers
 
 SIPP, SOFTPHONE, WEBRTC = (data.decode() for data in (SIPP_SDP, SOFTPHONE_SDP, WEBRTC_SDP))
 
 
 def crlf(text: str) -> str:
     return "".join(f"{line}\r\n" for line in text.strip("\n").split("\n"))
+
 
 LOCAL = LocalCapabilities(address="10.0.0.2", ports={"audio": 50000})
 
@@ -94,7 +100,9 @@ def test_build_offer_options() -> None:
 
 def test_build_offer_resolves_payload_type_clashes() -> None:
     other_event = Codec("telephone-event", 16000, 101)
-    offer = build_offer(address="192.0.2.1", port=4000, codecs=[TELEPHONE_EVENT, other_event], session_id=1)
+    offer = build_offer(
+        address="192.0.2.1", port=4000, codecs=[TELEPHONE_EVENT, other_event], session_id=1
+    )
     assert offer.media[0].payload_types == (101, 96)
     many = [Codec(f"x{i}", 8000) for i in range(33)]
     with pytest.raises(SdpError, match="dynamic"):
@@ -179,7 +187,9 @@ def test_telephone_event_at_other_rate_is_not_answered() -> None:
         ("a=fmtp:101 junk\n", "0-16", None),
     ],
 )
-def test_telephone_event_fmtp_is_the_common_events(offered: str, ours: str | None, answered: str | None) -> None:
+def test_telephone_event_fmtp_is_the_common_events(
+    offered: str, ours: str | None, answered: str | None
+) -> None:
     offer = offer_text("m=audio 4000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\n" + offered)
     local = attrs.evolve(LOCAL, codecs=[PCMU, attrs.evolve(TELEPHONE_EVENT, fmtp=ours)])
     (audio,) = answer_offer(offer, local, session_id=1).media
@@ -192,8 +202,7 @@ def test_telephone_event_fmtp_is_the_common_events(offered: str, ours: str | Non
 
 def test_telephone_event_alone_is_no_common_codec() -> None:
     offer = offer_text(
-        "m=audio 4000 RTP/AVP 18 101\na=rtpmap:101 telephone-event/8000\n"
-        "m=audio 4002 RTP/AVP 0\n"
+        "m=audio 4000 RTP/AVP 18 101\na=rtpmap:101 telephone-event/8000\nm=audio 4002 RTP/AVP 0\n"
     )
     first, second = answer_offer(offer, LOCAL, session_id=1).media
     assert first.is_rejected
@@ -268,7 +277,10 @@ def test_legacy_hold_offer_is_answered_recvonly() -> None:
     assert answer_offer(offer, LOCAL, session_id=1).media[0].direction is Direction.RECVONLY
 
 
-@pytest.mark.parametrize(("offered", "supported", "muxed"), [(True, True, True), (True, False, False), (False, True, False), (False, False, False)])
+@pytest.mark.parametrize(
+    ("offered", "supported", "muxed"),
+    [(True, True, True), (True, False, False), (False, True, False), (False, False, False)],
+)
 def test_rtcp_mux_only_when_both_support_it(offered: bool, supported: bool, muxed: bool) -> None:
     offer = build_offer(address="192.0.2.1", port=4000, rtcp_mux=offered, session_id=1)
     answer = answer_offer(offer, attrs.evolve(LOCAL, rtcp_mux=supported), session_id=2)
@@ -337,13 +349,19 @@ def test_negotiated_as_offerer_and_as_answerer() -> None:
     assert ours.direction is Direction.SENDRECV
     assert (ours.index, ours.media, ours.rtcp_mux) == (0, "audio", False)
     theirs = negotiated(offer, answer, we_offered=False)
-    assert (theirs.remote_address, theirs.remote_port, theirs.local_port) == ("192.0.2.1", 40000, 50000)
+    assert (theirs.remote_address, theirs.remote_port, theirs.local_port) == (
+        "192.0.2.1",
+        40000,
+        50000,
+    )
 
 
 def test_negotiated_uses_the_peers_payload_numbers() -> None:
     offer = build_offer(address="192.0.2.1", port=40000, session_id=1)
     answer = offer_text(
-        "m=audio 6000 RTP/AVP 8 100\na=rtpmap:100 telephone-event/8000\na=rtcp:7000 IN IP4 192.0.2.99\n"
+        "m=audio 6000 RTP/AVP 8 100\n"
+        "a=rtpmap:100 telephone-event/8000\n"
+        "a=rtcp:7000 IN IP4 192.0.2.99\n"
     )
     result = negotiated(offer, answer, we_offered=True)
     assert (result.payload_type, result.telephone_event_pt) == (8, 100)
@@ -382,16 +400,34 @@ def test_negotiated_rtcp_mux_uses_the_rtp_port() -> None:
         ("m=audio 4000 RTP/AVP 0\n", "m=audio 6000 RTP/AVP 0\nm=video 0 RTP/AVP 31\n", "m= lines"),
         ("m=audio 4000 RTP/AVP 0\n", "m=video 6000 RTP/AVP 0\n", "'video'"),
         ("m=audio 4000 RTP/AVP 0\n", "m=audio 6000 RTP/AVP 8\n", "no codec from the offer"),
-        ("m=audio 4000 RTP/AVP 0\n", "m=audio 6000 RTP/AVP 97\na=rtpmap:97 PCMU/16000\n", "no codec"),
+        (
+            "m=audio 4000 RTP/AVP 0\n",
+            "m=audio 6000 RTP/AVP 97\na=rtpmap:97 PCMU/16000\n",
+            "no codec",
+        ),
         ("m=audio 4000 RTP/AVP 0\n", "m=audio 6000 RTP/SAVP 0\n", "RTP/SAVP"),
         ("m=audio 0 RTP/AVP 0\n", "m=audio 6000 RTP/AVP 0\n", "disabled"),
-        ("m=audio 4000 RTP/AVP 0\na=sendonly\n", "m=audio 6000 RTP/AVP 0\n", "sendrecv does not answer sendonly"),
-        ("m=audio 4000 RTP/AVP 0\na=recvonly\n", "m=audio 6000 RTP/AVP 0\na=recvonly\n", "recvonly"),
-        ("m=audio 4000 RTP/AVP 0\na=inactive\n", "m=audio 6000 RTP/AVP 0\na=sendonly\n", "inactive"),
+        (
+            "m=audio 4000 RTP/AVP 0\na=sendonly\n",
+            "m=audio 6000 RTP/AVP 0\n",
+            "sendrecv does not answer sendonly",
+        ),
+        (
+            "m=audio 4000 RTP/AVP 0\na=recvonly\n",
+            "m=audio 6000 RTP/AVP 0\na=recvonly\n",
+            "recvonly",
+        ),
+        (
+            "m=audio 4000 RTP/AVP 0\na=inactive\n",
+            "m=audio 6000 RTP/AVP 0\na=sendonly\n",
+            "inactive",
+        ),
         ("m=image 4000 udptl t38\n", "m=image 6000 udptl t37\n", "no format"),
     ],
 )
-def test_answers_that_do_not_fit_the_offer(offer_media: str, answer_media: str, problem: str) -> None:
+def test_answers_that_do_not_fit_the_offer(
+    offer_media: str, answer_media: str, problem: str
+) -> None:
     with pytest.raises(OfferAnswerError, match=problem) as info:
         check_answer(offer_text(offer_media), offer_text(answer_media))
     assert info.value.status == 488
@@ -480,7 +516,9 @@ def test_next_version() -> None:
 # --- properties --------------------------------------------------------------------------------
 
 _codec_lists = st.lists(
-    st.sampled_from([PCMU, PCMA, TELEPHONE_EVENT, Codec("G722", 8000, 9), Codec("opus", 48000, 111, channels=2)]),
+    st.sampled_from(
+        [PCMU, PCMA, TELEPHONE_EVENT, Codec("G722", 8000, 9), Codec("opus", 48000, 111, channels=2)]
+    ),
     min_size=1,
     max_size=4,
     unique=True,
@@ -493,12 +531,21 @@ def test_any_answer_we_build_fits_its_offer(
     offer: SessionDescription, codecs: list[Codec], wish: Direction, mux: bool, single: bool
 ) -> None:
     local = LocalCapabilities(
-        address="10.0.0.2", ports={"audio": 50000}, codecs=codecs, direction=wish, rtcp_mux=mux, single_codec=single
+        address="10.0.0.2",
+        ports={"audio": 50000},
+        codecs=codecs,
+        direction=wish,
+        rtcp_mux=mux,
+        single_codec=single,
     )
     try:
         answer = answer_offer(offer, local, session_id=1)
     except OfferAnswerError:
-        offered = {(c.name.casefold(), c.clock_rate) for pt in offer.media[0].payload_types if (c := codec_of(offer.media[0], pt))}
+        offered = {
+            (c.name.casefold(), c.clock_rate)
+            for pt in offer.media[0].payload_types
+            if (c := codec_of(offer.media[0], pt))
+        }
         ours = {(c.name.casefold(), c.clock_rate) for c in codecs if not c.is_telephone_event}
         assert not offered & ours
         return

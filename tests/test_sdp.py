@@ -58,7 +58,9 @@ a=rtpmap:99 h263-1998/90000
 """)
 
 
-@pytest.mark.parametrize("text", [SIPP, SOFTPHONE, WEBRTC, FULL], ids=["sipp", "softphone", "webrtc", "full"])
+@pytest.mark.parametrize(
+    "text", [SIPP, SOFTPHONE, WEBRTC, FULL], ids=["sipp", "softphone", "webrtc", "full"]
+)
 def test_real_world_sdp_round_trips_byte_exact(text: str) -> None:
     sdp = parse_sdp(text.encode())
     assert str(sdp) == text
@@ -73,7 +75,12 @@ def test_sipp_fields() -> None:
     assert sdp.connection == Connection("IN", "IP4", "127.0.0.1")
     assert sdp.timings == (Timing(0, 0),)
     (audio,) = sdp.media
-    assert (audio.media, audio.port, audio.proto, audio.formats) == ("audio", 6000, "RTP/AVP", ("0",))
+    assert (audio.media, audio.port, audio.proto, audio.formats) == (
+        "audio",
+        6000,
+        "RTP/AVP",
+        ("0",),
+    )
     assert audio.payload_types == (0,)
     assert audio.rtpmap(0) == RtpMap(0, "PCMU", 8000)
     assert audio.direction is None
@@ -272,16 +279,20 @@ def test_invalid_values_cannot_be_built(build) -> None:
 def test_media_attribute_helpers_raise_sdp_error_on_bad_values() -> None:
     media = MediaDescription("audio", 4000, "udptl", ["t38"], attributes=[Attribute("ptime", "x")])
     with pytest.raises(SdpError):
-        media.payload_types
+        _ = media.payload_types
     with pytest.raises(SdpError):
-        media.ptime
+        _ = media.ptime
     with pytest.raises(SdpError):
         MediaDescription("audio", 1, "RTP/AVP", ["0"], attributes=[Attribute("rtpmap")]).rtpmaps()
 
 
 def test_ptime_and_direction_helpers() -> None:
     media = MediaDescription(
-        "audio", 4000, "RTP/AVP", ["0"], attributes=[Attribute("ptime", "20"), Attribute("inactive")]
+        "audio",
+        4000,
+        "RTP/AVP",
+        ["0"],
+        attributes=[Attribute("ptime", "20"), Attribute("inactive")],
     )
     assert media.ptime == 20
     assert attrs.evolve(media, attributes=[Attribute("ptime", "22.5")]).ptime == 22
@@ -295,10 +306,19 @@ def test_with_direction_replaces_in_place_and_drops_duplicates() -> None:
         4000,
         "RTP/AVP",
         ["0"],
-        attributes=[Attribute("rtpmap", "0 PCMU/8000"), Attribute("sendrecv"), Attribute("ptime", "20"), Attribute("sendrecv")],
+        attributes=[
+            Attribute("rtpmap", "0 PCMU/8000"),
+            Attribute("sendrecv"),
+            Attribute("ptime", "20"),
+            Attribute("sendrecv"),
+        ],
     )
     held = media.with_direction(Direction.SENDONLY)
-    assert held.attributes == (Attribute("rtpmap", "0 PCMU/8000"), Attribute("sendonly"), Attribute("ptime", "20"))
+    assert held.attributes == (
+        Attribute("rtpmap", "0 PCMU/8000"),
+        Attribute("sendonly"),
+        Attribute("ptime", "20"),
+    )
     bare = MediaDescription("audio", 4000, "RTP/AVP", ["0"]).with_direction(Direction.INACTIVE)
     assert bare.attributes == (Attribute("inactive"),)
     assert media == parse_sdp(HEAD + "\n".join(media.lines())).media[0]
@@ -322,7 +342,9 @@ def test_legacy_hold_connection_counts_as_do_not_send_to_me() -> None:
         (Direction.INACTIVE, Direction.INACTIVE, False, False),
     ],
 )
-def test_direction_algebra(direction: Direction, reversed_: Direction, sends: bool, receives: bool) -> None:
+def test_direction_algebra(
+    direction: Direction, reversed_: Direction, sends: bool, receives: bool
+) -> None:
     assert direction.reversed() is reversed_
     assert (direction.sends, direction.receives) == (sends, receives)
     assert direction.intersect(Direction.SENDRECV) is direction

@@ -34,14 +34,14 @@ from .sdp import (
 )
 
 __all__ = [
-    "Codec",
     "DEFAULT_CODECS",
-    "LocalCapabilities",
-    "NegotiatedMedia",
     "PCMA",
     "PCMU",
     "STATIC_PAYLOAD_TYPES",
     "TELEPHONE_EVENT",
+    "Codec",
+    "LocalCapabilities",
+    "NegotiatedMedia",
     "answer_direction",
     "answer_offer",
     "build_offer",
@@ -184,7 +184,9 @@ def answer_direction(offered: Direction, wish: Direction) -> Direction:
     return offered.reversed().intersect(wish)
 
 
-def next_version(previous: SessionDescription | None, candidate: SessionDescription) -> SessionDescription:
+def next_version(
+    previous: SessionDescription | None, candidate: SessionDescription
+) -> SessionDescription:
     """``candidate`` as the successor of ``previous`` in one session (RFC 3264 section 8).
 
     The ``o=`` line stays ``previous``'s; its version goes up by one if anything else changed
@@ -270,20 +272,30 @@ def build_offer(
     origin = _origin_for(previous, session_id, session_version, username, address)
     numbers = _payload_numbers(codecs)
     attributes: list[Attribute] = []
-    for number, codec in zip(numbers, codecs):
+    for number, codec in zip(numbers, codecs, strict=True):
         attributes.extend(_codec_attributes(number, codec))
     if ptime is not None:
         attributes.append(Attribute("ptime", str(ptime)))
     attributes.append(Attribute(direction.value))
     if rtcp_mux:
         attributes.append(Attribute("rtcp-mux"))
-    media = MediaDescription(
-        "audio", port, proto, [str(n) for n in numbers], attributes=attributes
-    )
+    media = MediaDescription("audio", port, proto, [str(n) for n in numbers], attributes=attributes)
     offer = SessionDescription(
         origin=origin, connection=Connection.for_address(address), media=[media]
     )
     return next_version(previous, offer)
+
+
+def _frozen_ports(ports: Mapping[str, int]) -> Mapping[str, int]:
+    return MappingProxyType(dict(ports))
+
+
+def _codec_tuple(codecs: Iterable[Codec]) -> tuple[Codec, ...]:
+    return tuple(codecs)
+
+
+def _str_tuple(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)
 
 
 def _check_ports(_instance: object, _attribute: object, value: Mapping[str, int]) -> None:
@@ -304,12 +316,12 @@ class LocalCapabilities:
 
     address: str
     ports: Mapping[str, int] = attrs.field(
-        converter=lambda ports: MappingProxyType(dict(ports)), validator=_check_ports, hash=False
+        converter=_frozen_ports, validator=_check_ports, hash=False
     )
-    codecs: tuple[Codec, ...] = attrs.field(default=DEFAULT_CODECS, converter=tuple)
+    codecs: tuple[Codec, ...] = attrs.field(default=DEFAULT_CODECS, converter=_codec_tuple)
     rtcp_mux: bool = True
     direction: Direction = Direction.SENDRECV
-    protos: tuple[str, ...] = attrs.field(default=("RTP/AVP",), converter=tuple)
+    protos: tuple[str, ...] = attrs.field(default=("RTP/AVP",), converter=_str_tuple)
     ptime: int | None = None
     single_codec: bool = False
     username: str = "-"
@@ -320,9 +332,7 @@ def _rejected(media: MediaDescription) -> MediaDescription:
     return MediaDescription(media.media, 0, media.proto, media.formats)
 
 
-def _answer_formats(
-    offered: MediaDescription, local: LocalCapabilities
-) -> list[tuple[int, Codec]]:
+def _answer_formats(offered: MediaDescription, local: LocalCapabilities) -> list[tuple[int, Codec]]:
     chosen: list[tuple[int, Codec]] = []
     event: tuple[int, Codec] | None = None
     for pt, codec in _codecs(offered):
@@ -425,7 +435,9 @@ def check_answer(offer: SessionDescription, answer: SessionDescription) -> None:
         raise OfferAnswerError(
             f"answer has {len(answer.media)} m= lines, the offer has {len(offer.media)}"
         )
-    for number, (offered, answered) in enumerate(zip(offer.media, answer.media), start=1):
+    for number, (offered, answered) in enumerate(
+        zip(offer.media, answer.media, strict=True), start=1
+    ):
         if answered.media != offered.media:
             raise OfferAnswerError(
                 f"m= line {number}: answer has {answered.media!r}, offer has {offered.media!r}"
@@ -463,12 +475,14 @@ def is_hold(sdp: SessionDescription) -> bool:
 def _redirect(local: SessionDescription, direction_of: list[Direction]) -> SessionDescription:
     media = [
         m if m.is_rejected else m.with_direction(direction)
-        for m, direction in zip(local.media, direction_of)
+        for m, direction in zip(local.media, direction_of, strict=True)
     ]
     return next_version(local, attrs.evolve(local, media=media))
 
 
-def hold_offer(local: SessionDescription, remote: SessionDescription | None = None) -> SessionDescription:
+def hold_offer(
+    local: SessionDescription, remote: SessionDescription | None = None
+) -> SessionDescription:
     """A re-offer putting the call on hold (RFC 3264 8.4), from our last SDP ``local``.
 
     Streams become sendonly, or inactive where ``remote`` (the peer's last SDP) already does
@@ -477,9 +491,12 @@ def hold_offer(local: SessionDescription, remote: SessionDescription | None = No
     directions = []
     for index in range(len(local.media)):
         direction = Direction.SENDONLY
-        if remote is not None and index < len(remote.media):
-            if not remote.effective_direction(remote.media[index]).receives:
-                direction = Direction.INACTIVE
+        if (
+            remote is not None
+            and index < len(remote.media)
+            and not remote.effective_direction(remote.media[index]).receives
+        ):
+            direction = Direction.INACTIVE
         directions.append(direction)
     return _redirect(local, directions)
 
@@ -527,7 +544,7 @@ def negotiated(
     """
     check_answer(offer, answer)
     ours, theirs = (offer, answer) if we_offered else (answer, offer)
-    for index, (offered, answered) in enumerate(zip(offer.media, answer.media)):
+    for index, (offered, answered) in enumerate(zip(offer.media, answer.media, strict=True)):
         if answered.media != media_type or answered.is_rejected or not _is_rtp(answered):
             continue
         local, remote = (offered, answered) if we_offered else (answered, offered)
@@ -538,12 +555,16 @@ def negotiated(
             offered_pt = None if codec is None else _in_offer(codec, pt, offered_codecs)
             if codec is not None and offered_pt is not None:
                 common.append((pt if we_offered else offered_pt, codec))
-        media = [(pt, c) for pt, c in common if not c.is_telephone_event and c.name.casefold() != "cn"]
+        media = [
+            (pt, c) for pt, c in common if not c.is_telephone_event and c.name.casefold() != "cn"
+        ]
         if not media:
             raise OfferAnswerError(f"m= line {index + 1}: no codec in common")
         payload_type, codec = media[0]
         codec = codec_of(remote, payload_type) or codec
-        events = [pt for pt, c in common if c.is_telephone_event and c.clock_rate == codec.clock_rate]
+        events = [
+            pt for pt, c in common if c.is_telephone_event and c.clock_rate == codec.clock_rate
+        ]
         connection = theirs.connection_of(remote)
         assert connection is not None  # SessionDescription requires one for active streams
         rtcp_mux = offered.rtcp_mux and answered.rtcp_mux

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -95,6 +95,10 @@ def _fields(value: str) -> list[str]:
     return [field for field in value.split(" ") if field]
 
 
+def _strings(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)
+
+
 def _to_int(text: str, what: str, high: int | None = None) -> int:
     if _DIGITS.fullmatch(text) is None or len(text) > _MAX_DIGITS:
         raise SdpError(f"invalid {what}: {text!r}")
@@ -147,7 +151,9 @@ class Origin:
 
     username: str = attrs.field(validator=_validator(_NON_WS, "o= username"))
     session_id: str = attrs.field(validator=_validator(_NON_WS, "o= sess-id"))
-    session_version: int = attrs.field(validator=_int_range(0, 10**_MAX_DIGITS - 1, "o= sess-version"))
+    session_version: int = attrs.field(
+        validator=_int_range(0, 10**_MAX_DIGITS - 1, "o= sess-version")
+    )
     nettype: str = attrs.field(validator=_validator(_TOKEN, "o= nettype"))
     addrtype: str = attrs.field(validator=_validator(_TOKEN, "o= addrtype"))
     address: str = attrs.field(validator=_validator(_NON_WS, "o= address"))
@@ -206,7 +212,7 @@ class Timing:
 
     start: int = attrs.field(default=0, validator=_int_range(0, 10**_MAX_DIGITS - 1, "t= start"))
     stop: int = attrs.field(default=0, validator=_int_range(0, 10**_MAX_DIGITS - 1, "t= stop"))
-    repeats: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_check_texts)
+    repeats: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_check_texts)
 
 
 @attrs.frozen
@@ -274,6 +280,18 @@ class Rtcp:
         return cls(port, Connection(*fields[1:]) if len(fields) == 4 else None)
 
 
+def _attributes(items: Iterable[Attribute]) -> tuple[Attribute, ...]:
+    return tuple(items)
+
+
+def _bandwidths(items: Iterable[Bandwidth]) -> tuple[Bandwidth, ...]:
+    return tuple(items)
+
+
+def _timings(items: Iterable[Timing]) -> tuple[Timing, ...]:
+    return tuple(items)
+
+
 class _Attributes:
     """Lookup helpers shared by the session and media levels (which hold ``attributes``)."""
 
@@ -302,7 +320,9 @@ class _Attributes:
         return None
 
 
-def _check_media_formats(instance: MediaDescription, _attribute: object, value: tuple[str, ...]) -> None:
+def _check_media_formats(
+    instance: MediaDescription, _attribute: object, value: tuple[str, ...]
+) -> None:
     for fmt in value:
         if not isinstance(fmt, str) or _TOKEN.fullmatch(fmt) is None:
             raise SdpError(f"invalid media format: {fmt!r}")
@@ -318,15 +338,15 @@ class MediaDescription(_Attributes):
     media: str = attrs.field(validator=_validator(_TOKEN, "media type"))
     port: int = attrs.field(validator=_int_range(0, 65535, "port"))
     proto: str = attrs.field(validator=_validator(_PROTO, "transport protocol"))
-    formats: tuple[str, ...] = attrs.field(converter=tuple, validator=_check_media_formats)
+    formats: tuple[str, ...] = attrs.field(converter=_strings, validator=_check_media_formats)
     port_count: int | None = attrs.field(
         default=None, validator=_optional(_int_range(1, 65535, "number of ports"))
     )
     title: str | None = attrs.field(default=None, validator=_optional(_check_text))
     connection: Connection | None = None
-    bandwidths: tuple[Bandwidth, ...] = attrs.field(default=(), converter=tuple)
+    bandwidths: tuple[Bandwidth, ...] = attrs.field(default=(), converter=_bandwidths)
     key: str | None = attrs.field(default=None, validator=_optional(_check_text))
-    attributes: tuple[Attribute, ...] = attrs.field(default=(), converter=tuple)
+    attributes: tuple[Attribute, ...] = attrs.field(default=(), converter=_attributes)
 
     @property
     def is_rejected(self) -> bool:
@@ -412,6 +432,10 @@ class MediaDescription(_Attributes):
             yield f"a={attribute}"
 
 
+def _media_list(items: Iterable[MediaDescription]) -> tuple[MediaDescription, ...]:
+    return tuple(items)
+
+
 def _check_timings(_instance: object, _attribute: object, value: tuple[Timing, ...]) -> None:
     if not value:
         raise SdpError("a session description needs at least one t= line")
@@ -426,17 +450,17 @@ class SessionDescription(_Attributes):
     version: int = attrs.field(default=0, validator=_int_range(0, 0, "protocol version (v=)"))
     info: str | None = attrs.field(default=None, validator=_optional(_check_text))
     uri: str | None = attrs.field(default=None, validator=_optional(_check_text))
-    emails: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_check_texts)
-    phones: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_check_texts)
+    emails: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_check_texts)
+    phones: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_check_texts)
     connection: Connection | None = None
-    bandwidths: tuple[Bandwidth, ...] = attrs.field(default=(), converter=tuple)
+    bandwidths: tuple[Bandwidth, ...] = attrs.field(default=(), converter=_bandwidths)
     timings: tuple[Timing, ...] = attrs.field(
-        default=(Timing(),), converter=tuple, validator=_check_timings
+        default=(Timing(),), converter=_timings, validator=_check_timings
     )
     time_zones: str | None = attrs.field(default=None, validator=_optional(_check_text))
     key: str | None = attrs.field(default=None, validator=_optional(_check_text))
-    attributes: tuple[Attribute, ...] = attrs.field(default=(), converter=tuple)
-    media: tuple[MediaDescription, ...] = attrs.field(default=(), converter=tuple)
+    attributes: tuple[Attribute, ...] = attrs.field(default=(), converter=_attributes)
+    media: tuple[MediaDescription, ...] = attrs.field(default=(), converter=_media_list)
 
     def __attrs_post_init__(self) -> None:
         if self.connection is None:
@@ -534,7 +558,9 @@ def _origin(value: str) -> Origin:
     if len(fields) != 6:
         raise SdpError(f"o= needs 6 fields, got {len(fields)}")
     username, session_id, version, nettype, addrtype, address = fields
-    return Origin(username, session_id, _to_int(version, "o= sess-version"), nettype, addrtype, address)
+    return Origin(
+        username, session_id, _to_int(version, "o= sess-version"), nettype, addrtype, address
+    )
 
 
 def _connection(value: str) -> Connection:
@@ -610,7 +636,11 @@ class _Parser:
         elif letter == "b":
             section["bandwidths"].append(_bandwidth(value))
         elif letter in ("c", "i", "k"):
-            name = {"c": "connection", "i": "title" if self.current is not None else "info", "k": "key"}[letter]
+            name = {
+                "c": "connection",
+                "i": "title" if self.current is not None else "info",
+                "k": "key",
+            }[letter]
             if name in section:
                 raise SdpError(f"more than one {letter}= line in this section")
             section[name] = _connection(value) if letter == "c" else value
