@@ -613,3 +613,40 @@ async def test_sending_needs_a_running_layer():
     await layer.aclose()
     with pytest.raises(trio.EndOfChannel):
         await layer.inbound.receive()
+
+
+async def test_concurrent_sends_share_one_new_connection(nursery):
+    with trio.fail_after(TIMEOUT):
+        layer = await _start(nursery)
+        listener = (await trio.open_tcp_listeners(0, host=LOOP))[0]
+        peer_port = listener.socket.getsockname()[1]
+
+        async def send(branch: str) -> None:
+            request = parse_message(_request(f"SIP/2.0/UDP x;branch={branch}"))
+            await layer.send_request(request, LOOP, peer_port, "TCP")
+
+        async with trio.open_nursery() as senders:
+            for i in range(3):
+                senders.start_soon(send, f"z9hG4bKc{i}")
+        stream = await listener.accept()
+        buffer = bytearray()
+        branches = {
+            parse_message(await _read_message(stream, buffer)).top_via.branch for _ in range(3)
+        }
+        assert branches == {"z9hG4bKc0", "z9hG4bKc1", "z9hG4bKc2"}
+        assert layer.stats.connections_opened == 1
+        assert layer.open_connections == 1
+        await stream.aclose()
+        await listener.aclose()
+
+
+async def test_connect_failure_is_a_transport_error(nursery):
+    with trio.fail_after(TIMEOUT):
+        layer = await _start(nursery)
+        closed = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await closed.bind((LOOP, 0))  # bound, not listening: connecting is refused
+        request = parse_message(_request("SIP/2.0/UDP x;branch=z9hG4bKrefused"))
+        with pytest.raises(TransportError):
+            await layer.send_request(request, LOOP, closed.getsockname()[1], "TCP")
+        assert layer.open_connections == 0
+        closed.close()

@@ -319,6 +319,7 @@ class TransportLayer:
         self._tcp: list[_Endpoint] = []
         self._connections: dict[tuple[str, int], _Connection] = {}
         self._live: set[_Connection] = set()
+        self._connecting: dict[tuple[str, int], trio.Event] = {}
         # (host, port) pairs that name us in a Via sent-by (RFC 3261 18.1.2 response check).
         self._sent_by: set[tuple[str, int]] = set()
         self._nursery: trio.Nursery | None = None
@@ -679,10 +680,26 @@ class TransportLayer:
         self.stats.sent += 1
 
     async def _connection_to(self, ip: str, port: int) -> _Connection:
-        connection = self._connections.get((ip, port))
-        if connection is not None and not connection.closed:
-            return connection
+        key = (ip, port)
+        while True:
+            connection = self._connections.get(key)
+            if connection is not None and not connection.closed:
+                return connection
+            pending = self._connecting.get(key)
+            if pending is None:
+                break
+            # Someone is connecting there already: share their connection rather than open
+            # a second one (or try ourselves if theirs failed).
+            await pending.wait()
         self._check_running()
+        done = self._connecting[key] = trio.Event()
+        try:
+            return await self._connect(ip, port)
+        finally:
+            del self._connecting[key]
+            done.set()
+
+    async def _connect(self, ip: str, port: int) -> _Connection:
         family = _family(ip)
         local_address = None
         for endpoint in self._tcp:
