@@ -88,7 +88,7 @@ def test_random_after_start_line(data: bytes) -> None:
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
     data = bytearray(draw(st.sampled_from(SEEDS)))
-    for _ in range(draw(st.integers(1, 6))):
+    for _ in range(draw(st.integers(1, 3))):
         op = draw(st.sampled_from(["flip", "insert", "delete", "dup"]))
         pos = draw(st.integers(0, max(len(data) - 1, 0)))
         if op == "flip" and data:

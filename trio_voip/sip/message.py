@@ -87,6 +87,7 @@ REASON_PHRASES = {
     606: "Not Acceptable", 607: "Unwanted",
 }  # fmt: skip
 
+
 def _one(values: list[str], parse: Any) -> Any:
     return parse(values[0]) if values else None
 
@@ -269,6 +270,8 @@ def parse_message(
     Leading CRLFs are skipped (RFC 3261 7.5). The body is Content-Length octets; octets after
     it are ignored (RFC 3261 18.3). Without Content-Length the body is the rest of ``data``.
     """
+    if type(data) is not bytes:
+        data = bytes(data)  # a bytearray/memoryview from a socket buffer; the body is kept
     if len(data) > max_size:
         raise SipParseError(
             f"message of {len(data)} bytes exceeds {max_size}",
