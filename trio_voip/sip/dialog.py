@@ -388,11 +388,11 @@ class Dialog:
     def confirm(self, response: Response) -> None:
         """A 2xx to the INVITE confirmed this early UAC dialog: the route set and target are
         recomputed from it (RFC 3261 13.2.2.4)."""
-        self.transition_to(DialogState.CONFIRMED)
-        self.route_set = tuple(reversed(response.record_routes))
         target = _first_contact(response)
         if target is None:
             raise DialogError("a 2xx to INVITE must carry a Contact")
+        self.transition_to(DialogState.CONFIRMED)
+        self.route_set = tuple(reversed(response.record_routes))
         self.remote_target = target
         if self.invite_out == response.cseq.seq:
             self.invite_out = None
@@ -850,7 +850,7 @@ class DialogLayer:
         The dialog is ``dialog_id`` or the one the request's tags name. Without a live dialog
         this is a plain ``make_response`` (with ``dialog_id``'s tag if given). A 2xx to INVITE
         confirms the dialog and starts its retransmission until the ACK (13.3.1.4); a
-        3xx-6xx to the dialog-creating INVITE ends the early dialog. With session timers on,
+        3xx-6xx to the dialog-creating request ends the dialog. With session timers on,
         a 2xx to INVITE/UPDATE carries the negotiated Session-Expires (RFC 4028 9).
         """
         if dialog_id is None and request.to.tag is not None:
@@ -884,7 +884,8 @@ class DialogLayer:
             request, status, reason, body=body, content_type=content_type, headers=extra
         )
         dialog.response_sent(response)
-        if dialog.state is DialogState.TERMINATED:
+        # A failed dialog-creating request (the INVITE above, or SUBSCRIBE/REFER) ends it.
+        if dialog.state is DialogState.TERMINATED or (status >= 300 and request.to.tag is None):
             self._remove(dialog_id)
             return response
         if method == "INVITE" and 200 <= status < 300:
@@ -1022,8 +1023,10 @@ class DialogLayer:
         transport. A retransmitted 2xx is then answered with this same ACK."""
         dialog = self._require(dialog_id)
         ack = dialog.new_request("ACK", body, content_type, headers)
-        for tracked in self._uac.values():
-            if tracked.confirmed == dialog_id:
+        if dialog.last_invite_seq is not None:
+            key = (dialog_id.call_id, dialog_id.local_tag, dialog.last_invite_seq)
+            tracked = self._uac.get(key)
+            if tracked is not None:
                 tracked.acks[dialog_id] = ack
         return ack
 

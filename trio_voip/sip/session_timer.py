@@ -13,6 +13,7 @@ import attrs
 from trio_voip.errors import DialogError, SipParseError
 from trio_voip.sip import grammar as g
 from trio_voip.sip.message import Request, Response, make_response
+from trio_voip.sip.transaction import new_branch
 
 __all__ = [
     "MIN_SE_FLOOR",
@@ -26,6 +27,7 @@ __all__ = [
     "negotiate_uas",
     "negotiate_uac",
     "request_headers",
+    "retry_after_422",
     "refresh_delay",
     "expiry_delay",
 ]
@@ -219,6 +221,27 @@ def request_headers(
         ("Session-Expires", str(se)),
         ("Min-SE", str(config.min_se)),
     ]
+
+
+def retry_after_422(request: Request, response: Response) -> Request:
+    """``request`` again after a 422 (RFC 4028 7.4): Session-Expires and Min-SE raised to the
+    422's Min-SE, the next CSeq and a fresh branch (a new transaction). For an initial INVITE,
+    hand the result to ``DialogLayer.start_uac`` again. Assumes our single Via (we are a UAC).
+    """
+    if response.status != 422:
+        raise DialogError(f"a {response.status} is not a 422")
+    min_se = _header_min_se(response)
+    if min_se is None:
+        raise DialogError("the 422 has no Min-SE")
+    se = _header_session_expires(request)
+    interval = max(min_se, se.interval if se is not None else 0)
+    refresher = se.refresher if se is not None else None
+    headers = request.headers.copy()
+    headers.set("Session-Expires", str(SessionExpires(interval, refresher)))
+    headers.set("Min-SE", str(min_se))
+    headers.set("CSeq", f"{request.cseq.seq + 1} {request.method}")
+    headers.set("Via", str(request.top_via.with_param("branch", new_branch())))
+    return Request(request.method, request.uri, headers, request.body)
 
 
 def refresh_delay(interval: int) -> float:
