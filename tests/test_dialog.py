@@ -19,7 +19,7 @@ from trio_voip.sip.dialog import (
 )
 from trio_voip.sip.headers import NameAddr
 from trio_voip.sip.message import Request
-from trio_voip.sip.uri import SipUri, parse_uri
+from trio_voip.sip.uri import parse_uri
 
 RR = ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
 
@@ -276,7 +276,7 @@ def test_bye_rules() -> None:
     assert uac.state is DialogState.TERMINATED
 
 
-# --- receiving requests (12.2.2) -------------------------------------------------------------------
+# --- receiving requests (12.2.2) ---------------------------------------------------------------
 
 
 def test_out_of_order_cseq_gets_500() -> None:

@@ -156,7 +156,8 @@ def test_negotiate_uac() -> None:
     se = st.negotiate_uac(answer(inv, 200, "a", extra=["Session-Expires: 900;refresher=uas"]))
     assert se == st.SessionExpires(900, "uas")
     # a 2xx without refresher leaves the refreshing to us
-    assert st.negotiate_uac(answer(inv, 200, "a", extra=["Session-Expires: 900"])).refresher == "uac"
+    se = st.negotiate_uac(answer(inv, 200, "a", extra=["Session-Expires: 900"]))
+    assert se is not None and se.refresher == "uac"
 
 
 # --- the layer ------------------------------------------------------------------------------------
@@ -289,7 +290,8 @@ def test_retry_after_422() -> None:
     assert inv.headers.get("Session-Expires") == "1800"  # the original is untouched
     layer.start_uac(again)
     assert "Session-Expires" in again.headers
-    events = layer.on_response(answer(again, 200, "a", extra=["Session-Expires: 3600;refresher=uac"]), 1)
+    ok = answer(again, 200, "a", extra=["Session-Expires: 3600;refresher=uac"])
+    events = layer.on_response(ok, 1)
     assert kinds(events) == [DialogConfirmed, SendAck]
     with pytest.raises(DialogError):
         st.retry_after_422(inv, answer(inv, 486, None))

@@ -679,9 +679,6 @@ class _Timers:
         del self._live[key]
         return key
 
-    def __len__(self) -> int:
-        return len(self._live)
-
 
 @attrs.define
 class _Unacked:
@@ -1003,9 +1000,7 @@ class DialogLayer:
             extra.extend(
                 st.request_headers(self.session_timers, current, we_refresh=session.we_refresh)
             )
-        request = dialog.new_request(
-            method, body, content_type, extra, transport=transport
-        )
+        request = dialog.new_request(method, body, content_type, extra, transport=transport)
         if method in ("INVITE", "UPDATE"):
             self._timers.cancel(("glare", dialog_id))
         if dialog.state is DialogState.TERMINATED:
@@ -1194,7 +1189,9 @@ class DialogLayer:
             return
         self._start_session(dialog_id, se.interval, se.refresher == "uac", now)
 
-    def _start_session(self, dialog_id: DialogId, interval: int, we_refresh: bool, now: float) -> None:
+    def _start_session(
+        self, dialog_id: DialogId, interval: int, we_refresh: bool, now: float
+    ) -> None:
         self._sessions[dialog_id] = _Session(interval, we_refresh)
         if we_refresh:
             self._timers.set(("refresh", dialog_id), now + st.refresh_delay(interval))
