@@ -561,3 +561,30 @@ def test_any_answer_we_build_fits_its_offer(
     offered = offer.declared_direction(offer.media[0])
     assert as_offerer.direction.intersect(offered) is as_offerer.direction
     assert as_offerer.direction is as_answerer.direction.reversed()
+
+
+def test_unreadable_offered_formats_cost_only_themselves() -> None:
+    offer = offer_text(
+        "m=audio 4000 RTP/AVP 96 x 0 97\na=rtpmap:96 opus/fast/2\na=rtpmap:97 speex/16000/mono\n"
+    )
+    assert answer_offer(offer, LOCAL, session_id=1).media[0].payload_types == (0,)
+    # Checking an answer is strict, though: the same junk there is an error.
+    with pytest.raises(SdpError):
+        check_answer(offer, offer)
+
+
+def test_telephone_event_follows_the_rate_of_the_chosen_codec() -> None:
+    offer = offer_text(
+        "m=audio 4000 RTP/AVP 111 0 110 101\n"
+        "a=rtpmap:111 opus/48000/2\n"
+        "a=rtpmap:110 telephone-event/48000\n"
+        "a=rtpmap:101 telephone-event/8000\n"
+    )
+    event48 = Codec("telephone-event", 48000, 110)
+    opus = Codec("opus", 48000, 111, channels=2)
+    both = attrs.evolve(LOCAL, codecs=[PCMU, TELEPHONE_EVENT, event48])
+    assert answer_offer(offer, both, session_id=1).media[0].payload_types == (0, 101)
+    with_opus = attrs.evolve(both, codecs=[opus, *both.codecs])
+    assert answer_offer(offer, with_opus, session_id=1).media[0].payload_types == (111, 0, 110, 101)
+    result = negotiated(offer, answer_offer(offer, with_opus, session_id=1), we_offered=True)
+    assert (result.payload_type, result.telephone_event_pt) == (111, 110)

@@ -150,6 +150,22 @@ def _codecs(media: MediaDescription) -> list[tuple[int, Codec | None]]:
     return [(pt, codec_of(media, pt)) for pt in media.payload_types]
 
 
+def _readable_codecs(media: MediaDescription) -> list[tuple[int, Codec]]:
+    """The formats of an offer we can make sense of; one broken rtpmap (or a format that is
+    not a number) should cost that format, not the call."""
+    codecs = []
+    for fmt in media.formats:
+        if not (len(fmt) <= 3 and fmt.isascii() and fmt.isdigit() and int(fmt) <= 127):
+            continue
+        try:
+            codec = codec_of(media, int(fmt))
+        except SdpError:
+            continue
+        if codec is not None:
+            codecs.append((int(fmt), codec))
+    return codecs
+
+
 def _events(fmtp: str | None) -> frozenset[int]:
     """The event numbers of a telephone-event fmtp such as ``0-15,66,70-72``."""
     if fmtp is None:
@@ -334,26 +350,28 @@ def _rejected(media: MediaDescription) -> MediaDescription:
 
 def _answer_formats(offered: MediaDescription, local: LocalCapabilities) -> list[tuple[int, Codec]]:
     chosen: list[tuple[int, Codec]] = []
-    event: tuple[int, Codec] | None = None
-    for pt, codec in _codecs(offered):
-        if codec is None:
-            continue
+    events: list[tuple[int, Codec]] = []
+    for pt, codec in _readable_codecs(offered):
         mine = next((c for c in local.codecs if c.matches(codec)), None)
         if mine is None:
             continue
         if codec.is_telephone_event:
-            events = _events(codec.fmtp) & _events(mine.fmtp)
-            if event is None and events:
-                event = (pt, attrs.evolve(codec, fmtp=_format_events(events)))
+            common = _events(codec.fmtp) & _events(mine.fmtp)
+            if common:
+                events.append((pt, attrs.evolve(codec, fmtp=_format_events(common))))
         elif not (local.single_codec and chosen):
             fmtp = mine.fmtp if mine.fmtp is not None else codec.fmtp
             chosen.append((pt, attrs.evolve(codec, fmtp=fmtp)))
     if not chosen:
         return []  # telephone-event alone carries no audio
-    # Events go with an audio codec of their clock rate (RFC 4733 2.1).
-    if event is not None and any(c.clock_rate == event[1].clock_rate for _, c in chosen):
-        chosen.append(event)
-    return chosen
+    # Events run at the clock rate of the audio they go with (RFC 4733 2.1): one event
+    # format per rate among the chosen codecs.
+    by_rate: dict[int, tuple[int, Codec]] = {}
+    rates = {codec.clock_rate for _, codec in chosen}
+    for pt, event in events:
+        if event.clock_rate in rates:
+            by_rate.setdefault(event.clock_rate, (pt, event))
+    return [*chosen, *by_rate.values()]
 
 
 def _answer_stream(

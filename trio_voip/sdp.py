@@ -268,7 +268,7 @@ class RtpMap:
 class Rtcp:
     """``a=rtcp:<port> [<nettype> <addrtype> <address>]`` (RFC 3605)."""
 
-    port: int
+    port: int = attrs.field(validator=_int_range(0, 65535, "rtcp port"))
     connection: Connection | None = None
 
     @classmethod
@@ -369,7 +369,12 @@ class MediaDescription(_Attributes):
         return maps
 
     def rtpmap(self, payload_type: int) -> RtpMap | None:
-        return self.rtpmaps().get(payload_type)
+        """The first ``a=rtpmap`` for ``payload_type``; only that line has to be well formed."""
+        wanted = str(payload_type)
+        for value in self.attribute_values("rtpmap"):
+            if value is not None and value.strip(" ").partition(" ")[0] == wanted:
+                return RtpMap.parse(value)
+        return None
 
     def fmtp(self, fmt: int | str) -> str | None:
         """The parameters of ``a=fmtp:<fmt> <parameters>``, None if there is no such line."""
