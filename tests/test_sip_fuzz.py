@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from trio_voip.errors import SipParseError
 from trio_voip.sip import Request, Response, parse_message, parse_uri
-from trio_voip.testing import messages, name_addrs, uris, vias
-from trio_voip.sip.headers import parse_name_addr, parse_via
+from trio_voip.sip.headers import parse_contact, parse_name_addr, parse_via
+from trio_voip.testing import contacts, messages, name_addrs, uris, vias
 
 TORTURE = sorted((Path(__file__).parent / "data" / "torture").glob("*.dat"))
 INVITE = (
@@ -49,6 +49,12 @@ def test_uri_roundtrip(uri: object) -> None:
 @given(name_addrs())
 def test_name_addr_roundtrip(addr: object) -> None:
     assert parse_name_addr(str(addr)) == addr
+
+
+@settings(max_examples=200)
+@given(contacts())
+def test_contact_roundtrip(contact: object) -> None:
+    assert parse_contact(str(contact)) == contact
 
 
 @settings(max_examples=200)

@@ -634,10 +634,10 @@ def _is_qvalue(v: str | None) -> bool:
     # qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
     if not v or len(v) > 5 or not v.isascii():
         return False
-    whole, dot, frac = v.partition(".")
+    whole, _, frac = v.partition(".")
     if whole == "0":
         return not frac or frac.isdigit()
-    return whole == "1" and (not frac or set(frac) == {"0"}) and (bool(frac) or not dot)
+    return whole == "1" and set(frac) <= {"0"}
 
 
 def parse_contacts(values: list[str]) -> tuple[Contact, ...]:
