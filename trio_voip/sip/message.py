@@ -276,7 +276,7 @@ def parse_message(
         raise SipParseError(
             f"message of {len(data)} bytes exceeds {max_size}",
             status=413,
-            reason="Message Too Large",
+            reason="Request Entity Too Large",
         )
     start = 0
     while data.startswith(b"\r\n", start):
