@@ -93,7 +93,7 @@ class MinimalUas:
             else:
                 await handle.respond(make_response(request, 200 if target else 481))
             return
-        if request.method in ("OPTIONS", "REGISTER") and request.to.tag is None:
+        if request.method == "OPTIONS" and request.to.tag is None:
             response = make_response(request, 200)
             response.headers.add("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS")
             response.headers.add("Accept", "application/sdp")
