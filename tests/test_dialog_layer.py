@@ -478,3 +478,75 @@ def test_dialog_ending_cancels_its_timers() -> None:
 def test_new_request_on_unknown_dialog() -> None:
     with pytest.raises(DialogError):
         DialogLayer().new_request(DialogId("x", "y", "z"), "INFO")
+
+
+# --- property: any call history ends clean ---------------------------------------------------
+
+_ACTIONS = hs.lists(
+    hs.one_of(
+        hs.tuples(hs.just("wait"), hs.floats(0, 40)),
+        hs.tuples(hs.just("ack"), hs.integers(-1, 1)),
+        hs.tuples(hs.just("in"), hs.sampled_from(["INFO", "UPDATE", "INVITE", "OPTIONS"]),
+                  hs.integers(-2, 3)),
+        hs.tuples(hs.just("out"), hs.sampled_from(["INFO", "UPDATE", "INVITE"]),
+                  hs.sampled_from([200, 491, 500, None])),
+    ),
+    max_size=25,
+)
+
+
+@given(actions=_ACTIONS, session=hs.booleans(), peer_hangs_up=hs.booleans())
+def test_any_history_ends_with_no_dialog_and_no_timer(
+    actions: list[tuple], session: bool, peer_hangs_up: bool
+) -> None:
+    from trio_voip.sip.session_timer import SessionTimerConfig
+
+    layer = DialogLayer(rng=random.Random(1),
+                        session_timers=SessionTimerConfig(min_se=90) if session else None)
+    did, _ = uas_call(layer)
+    now = 0.0
+    seq = 314159
+    pending_in: list[Request] = []
+    for action in actions:
+        if layer.get(did) is None:
+            break
+        kind = action[0]
+        if kind == "wait":
+            now += action[1]
+            for event in layer.on_timer(now):
+                assert not isinstance(event, SendResponse)
+        elif kind == "ack":
+            layer.on_request(in_dialog("ACK", 314159 + action[1]), now)
+        elif kind == "in":
+            seq = max(1, seq + action[2])
+            request = in_dialog(action[1], seq, extra=["Session-Expires: 1800"])
+            events = layer.on_request(request, now)
+            if kinds(events) == [RequestReceived] and action[1] in ("INVITE", "UPDATE"):
+                pending_in.append(request)
+            while pending_in:  # the application answers at once
+                layer.respond(pending_in.pop(), 200, now=now)
+                layer.on_request(in_dialog("ACK", seq), now)
+        else:
+            _, method, status = action
+            try:
+                request = layer.new_request(did, method)
+            except DialogError:
+                continue  # the state forbids it (e.g. an INVITE pending either way)
+            if status is not None:
+                layer.on_response(reply(request, status), now)
+        dialog = layer.get(did)
+        if dialog is not None:
+            assert dialog.state is DialogState.CONFIRMED
+            assert dialog.remote_seq is not None and dialog.remote_seq >= 314159
+    if layer.get(did) is not None:
+        if peer_hangs_up:
+            events = layer.on_request(in_dialog("BYE", layer.get(did).remote_seq + 1), now)
+            assert DialogTerminated in kinds(events)
+        else:
+            layer.on_request(in_dialog("ACK", 314159), now)  # so that we may BYE
+            try:
+                layer.new_request(did, "BYE")
+            except DialogError:
+                layer.terminate(did)  # an unanswered 2xx to a re-INVITE is still pending
+    assert layer.count == 0
+    assert layer.next_deadline() is None

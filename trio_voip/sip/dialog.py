@@ -14,6 +14,19 @@ the driver what to send or report. It never sends anything itself.
 Who sends what: ``SendResponse`` goes through the server transaction of the request it
 answers; ``SendAck`` and ``Retransmit`` (2xx-related) go straight to the transport, there is
 no transaction for them; ``SendBye`` starts a new client transaction.
+
+Driver wiring, in short: requests from server transactions go to ``on_request``; responses
+from client transactions *and* stray 2xx retransmissions go to ``on_response``; transaction
+timeouts go to ``on_request_timeout``. Our answers go out through ``respond`` (it keeps the
+dialog state, the 2xx retransmission and the session timer right); our requests come from
+``start_uac`` (dialog-creating) or ``new_request`` (in-dialog). Requests built here carry a
+top Via ``SIP/2.0/<transport> 0.0.0.0;branch=<fresh>``: the transport fills in sent-by.
+
+Not here: reliable provisionals (RFC 3262 PRACK/RSeq; PRACK passes as a plain in-dialog
+request), event-package state (a REFER or SUBSCRIBE dialog is routed like any other, its
+NOTIFYs included; the application calls ``terminate`` when the subscription ends, since the
+implicit subscription of REFER lives as long as its NOTIFYs say), and the offer/answer state
+beyond "did this INVITE/UPDATE carry a body" (used for glare and for ACK-carried answers).
 """
 
 from __future__ import annotations
