@@ -15,9 +15,10 @@ Who sends what: ``SendResponse`` goes through the server transaction of the requ
 answers; ``SendAck`` and ``Retransmit`` (2xx-related) go straight to the transport, there is
 no transaction for them; ``SendBye`` starts a new client transaction.
 
-Driver wiring, in short: requests from server transactions go to ``on_request``; responses
-from client transactions *and* stray 2xx retransmissions go to ``on_response``; transaction
-timeouts go to ``on_request_timeout``. Our answers go out through ``respond`` (it keeps the
+Driver wiring with ``trio_voip.sip.transaction``: its ``RequestReceived``, ``AckReceived``
+and ``StrayAck`` requests go to ``on_request``; ``ResponseReceived`` and ``StrayResponse``
+(2xx retransmissions, other forks) go to ``on_response``; ``TimedOut`` / ``TransportFailed``
+of a client transaction go to ``on_request_timeout`` with its request. Our answers go out through ``respond`` (it keeps the
 dialog state, the 2xx retransmission and the session timer right); our requests come from
 ``start_uac`` (dialog-creating) or ``new_request`` (in-dialog). Requests built here carry a
 top Via ``SIP/2.0/<transport> 0.0.0.0;branch=<fresh>``: the transport fills in sent-by.
