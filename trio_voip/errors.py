@@ -17,6 +17,7 @@ __all__ = [
     "SdpError",
     "OfferAnswerError",
     "DialogError",
+    "RegistrarError",
 ]
 
 
@@ -111,3 +112,13 @@ class DialogError(TrioVoipError):
 
 class TransactionTimeout(TransactionError):
     """A transaction ended without its answer: Timer B, C, F (no final response) or H (no ACK)."""
+
+
+class RegistrarError(TrioVoipError):
+    """A registration could not be stored (a location-service limit) or a registrar or
+    registration client was misused. ``status`` is what a registrar should answer with."""
+
+    def __init__(self, message: str, *, status: int = 500, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
