@@ -22,3 +22,8 @@ def require_tool(name: str, package: str) -> str:
 @pytest.fixture
 def sipp() -> str:
     return require_tool("sipp", "sip-tester")
+
+
+@pytest.fixture
+def sipsak() -> str:
+    return require_tool("sipsak", "sipsak")
