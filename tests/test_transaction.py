@@ -272,7 +272,9 @@ def test_machines_check_the_method() -> None:
             request=make_request("INVITE"), destination=DEST, reliable=False, key=None
         )
     with pytest.raises(TransactionError):
-        InviteServerTransaction(request=make_request("ACK"), source=SOURCE, reliable=False, key=None)
+        InviteServerTransaction(
+            request=make_request("ACK"), source=SOURCE, reliable=False, key=None
+        )
     with pytest.raises(TransactionError):
         NonInviteServerTransaction(
             request=make_request("ACK"), source=SOURCE, reliable=False, key=None
@@ -521,9 +523,7 @@ def test_non_invite_server_rejects_ack() -> None:
 
 def test_keys() -> None:
     invite = make_request("INVITE")
-    assert client_key(invite) == TransactionKey(
-        client_key(invite).role, "INVITE", "z9hG4bK-abc"
-    )
+    assert client_key(invite) == TransactionKey(client_key(invite).role, "INVITE", "z9hG4bK-abc")
     skey = server_key(invite)
     assert (skey.method, skey.branch, skey.sent_by) == (
         "INVITE",

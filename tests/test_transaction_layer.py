@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import pytest
+from test_transaction import make_request, reply
 
 from trio_voip.errors import TransactionError
 from trio_voip.sip import Request, Response, make_response, parse_message
@@ -31,8 +31,6 @@ from trio_voip.sip.transaction import (
     make_ack,
     make_cancel,
 )
-
-from test_transaction import make_request, reply
 
 S = TransactionState
 SOURCE = ("192.0.2.1", 5060)
@@ -322,7 +320,9 @@ def test_reliable_flag_defaults_to_the_via_transport() -> None:
     layer = TransactionLayer()
     [tcp] = layer.receive(make_request("OPTIONS", transport="TCP"), SOURCE, 0.0)
     [udp] = layer.receive(make_request("OPTIONS", branch="z9hG4bK-u"), SOURCE, 0.0)
-    [forced] = layer.receive(make_request("OPTIONS", branch="z9hG4bK-f"), SOURCE, 0.0, reliable=True)
+    [forced] = layer.receive(
+        make_request("OPTIONS", branch="z9hG4bK-f"), SOURCE, 0.0, reliable=True
+    )
     assert layer.get(tcp.key).reliable and not layer.get(udp.key).reliable
     assert layer.get(forced.key).reliable
 

@@ -22,7 +22,7 @@ from trio_voip.sip.transaction import (
     TransactionState,
     make_ack,
 )
-from trio_voip.testing.network import MemoryNetwork, MemoryTransport, Packet
+from trio_voip.testing.network import MemoryNetwork, Packet
 
 ALICE = ("10.0.0.1", 5060)
 BOB = ("10.0.0.2", 5060)
@@ -86,7 +86,10 @@ async def test_options_round_trip_and_drain(pair, autojump_clock) -> None:
         await trio.sleep(64 * 0.5 + 0.01)
         assert len(alice.layer) == 0 and len(bob.layer) == 0
         nursery.cancel_scope.cancel()
-    assert [p.first_line for p in network.log] == ["OPTIONS sip:bob@10.0.0.2 SIP/2.0", "SIP/2.0 200 OK"]
+    assert [p.first_line for p in network.log] == [
+        "OPTIONS sip:bob@10.0.0.2 SIP/2.0",
+        "SIP/2.0 200 OK",
+    ]
 
 
 async def test_timer_a_and_b_through_the_driver(pair, autojump_clock) -> None:
@@ -111,7 +114,17 @@ async def test_timer_e_caps_at_t2_through_the_driver(pair, autojump_clock) -> No
             pass
     assert trio.current_time() - t0 == 32.0
     assert times(network.sent("MESSAGE"), t0) == [
-        0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5
+        0,
+        0.5,
+        1.5,
+        3.5,
+        7.5,
+        11.5,
+        15.5,
+        19.5,
+        23.5,
+        27.5,
+        31.5,
     ]
 
 
@@ -342,8 +355,8 @@ async def test_server_handle_context_answers_500_on_error(pair, autojump_clock) 
     _, alice, bob = pair
 
     async def bob_tu() -> None:
-        handle: ServerTransactionHandle
-        async with await bob.incoming.receive() as handle:
+        handle: ServerTransactionHandle = await bob.incoming.receive()
+        async with handle:
             raise RuntimeError("TU bug")
 
     async with trio.open_nursery() as nursery:

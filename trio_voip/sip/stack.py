@@ -253,14 +253,14 @@ class SipEndpoint:
         self,
         transport: SipTransport,
         *,
-        config: TimerConfig = TimerConfig(),
+        config: TimerConfig | None = None,
         max_transactions: int = 10_000,
         incoming_capacity: int = 100,
         stray_capacity: int = 100,
         provisional_capacity: int = 8,
     ) -> None:
         self.transport = transport
-        self.layer = TransactionLayer(config, max_transactions=max_transactions)
+        self.layer = TransactionLayer(config or TimerConfig(), max_transactions=max_transactions)
         self.stats = EndpointStats()
         self._incoming_send, self.incoming = trio.open_memory_channel[ServerTransactionHandle](
             incoming_capacity
@@ -323,7 +323,8 @@ class SipEndpoint:
         via = ack.top_via
         if via.branch is None:
             vias = ack.headers.get_all("Via")
-            ack.headers.set("Via", ", ".join([str(via.with_param("branch", new_branch())), *vias[1:]]))
+            fresh = via.with_param("branch", new_branch())
+            ack.headers.set("Via", ", ".join([str(fresh), *vias[1:]]))
         await self.transport.send_request(ack, host, port, transport)
 
     def server_transaction(self, key: TransactionKey) -> ServerTransactionHandle | None:
@@ -369,10 +370,13 @@ class SipEndpoint:
             dest = event.destination
             assert isinstance(dest, Destination)
             try:
-                await self.transport.send_request(event.request, dest.host, dest.port, dest.transport)
+                await self.transport.send_request(
+                    event.request, dest.host, dest.port, dest.transport
+                )
             except TransportError as exc:
                 await self._send_failed(event.key, exc)
         elif isinstance(event, SendResponse):
+            assert isinstance(event.source, Source)
             try:
                 await self.transport.send_response(event.response, event.source)
             except TransportError as exc:

@@ -33,7 +33,7 @@ import heapq
 import itertools
 import secrets
 from collections.abc import Callable, Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -413,7 +413,8 @@ Event = (
 
 S = TransactionState
 _Message = Request | Response | None
-_Action = Callable[["_Transaction", float, _Message, list[Event]], None]
+# Actions are the machines' own methods, so their first parameter is the subclass.
+_Action = Callable[[Any, float, _Message, list[Event]], None]
 _Table = Mapping[tuple[TransactionState, Input | Timer], tuple[TransactionState, _Action]]
 
 
@@ -572,33 +573,31 @@ class InviteClientTransaction(_ClientTransaction):
         S.ACCEPTED: frozenset({Timer.M}),
         S.TERMINATED: frozenset(),
     }
-    I, T = Input, Timer
     _TABLE: ClassVar[_Table] = {
-        (S.IDLE, I.START): (S.CALLING, _send_first),
-        (S.CALLING, T.A): (S.CALLING, _retransmit),
-        (S.CALLING, T.B): (S.TERMINATED, _timed_out),
-        (S.CALLING, I.R1XX): (S.PROCEEDING, _provisional),
-        (S.CALLING, I.R2XX): (S.ACCEPTED, _accept),
-        (S.CALLING, I.R3XX_6XX): (S.COMPLETED, _reject),
-        (S.CALLING, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
-        (S.PROCEEDING, I.R1XX): (S.PROCEEDING, _provisional),
-        (S.PROCEEDING, T.C): (S.TERMINATED, _timed_out_c),
-        (S.PROCEEDING, I.R2XX): (S.ACCEPTED, _accept),
-        (S.PROCEEDING, I.R3XX_6XX): (S.COMPLETED, _reject),
-        (S.PROCEEDING, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
-        (S.COMPLETED, I.R1XX): (S.COMPLETED, _Transaction._absorb),
-        (S.COMPLETED, I.R2XX): (S.COMPLETED, _Transaction._absorb),
-        (S.COMPLETED, I.R3XX_6XX): (S.COMPLETED, _resend_ack),
-        (S.COMPLETED, T.D): (S.TERMINATED, _Transaction._absorb),
-        (S.COMPLETED, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
-        (S.ACCEPTED, I.R1XX): (S.ACCEPTED, _Transaction._absorb),
-        (S.ACCEPTED, I.R2XX): (S.ACCEPTED, _ClientTransaction._to_tu),
-        (S.ACCEPTED, I.R3XX_6XX): (S.ACCEPTED, _Transaction._absorb),
-        (S.ACCEPTED, T.M): (S.TERMINATED, _Transaction._absorb),
+        (S.IDLE, Input.START): (S.CALLING, _send_first),
+        (S.CALLING, Timer.A): (S.CALLING, _retransmit),
+        (S.CALLING, Timer.B): (S.TERMINATED, _timed_out),
+        (S.CALLING, Input.R1XX): (S.PROCEEDING, _provisional),
+        (S.CALLING, Input.R2XX): (S.ACCEPTED, _accept),
+        (S.CALLING, Input.R3XX_6XX): (S.COMPLETED, _reject),
+        (S.CALLING, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.PROCEEDING, Input.R1XX): (S.PROCEEDING, _provisional),
+        (S.PROCEEDING, Timer.C): (S.TERMINATED, _timed_out_c),
+        (S.PROCEEDING, Input.R2XX): (S.ACCEPTED, _accept),
+        (S.PROCEEDING, Input.R3XX_6XX): (S.COMPLETED, _reject),
+        (S.PROCEEDING, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.COMPLETED, Input.R1XX): (S.COMPLETED, _Transaction._absorb),
+        (S.COMPLETED, Input.R2XX): (S.COMPLETED, _Transaction._absorb),
+        (S.COMPLETED, Input.R3XX_6XX): (S.COMPLETED, _resend_ack),
+        (S.COMPLETED, Timer.D): (S.TERMINATED, _Transaction._absorb),
+        (S.COMPLETED, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.ACCEPTED, Input.R1XX): (S.ACCEPTED, _Transaction._absorb),
+        (S.ACCEPTED, Input.R2XX): (S.ACCEPTED, _ClientTransaction._to_tu),
+        (S.ACCEPTED, Input.R3XX_6XX): (S.ACCEPTED, _Transaction._absorb),
+        (S.ACCEPTED, Timer.M): (S.TERMINATED, _Transaction._absorb),
         # The transaction sends nothing in Accepted; a late error belongs to an earlier send.
-        (S.ACCEPTED, I.TRANSPORT_ERROR): (S.ACCEPTED, _Transaction._absorb),
+        (S.ACCEPTED, Input.TRANSPORT_ERROR): (S.ACCEPTED, _Transaction._absorb),
     }
-    del I, T
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -640,29 +639,27 @@ class NonInviteClientTransaction(_ClientTransaction):
         S.COMPLETED: frozenset({Timer.K}),
         S.TERMINATED: frozenset(),
     }
-    I, T = Input, Timer
     _TABLE: ClassVar[_Table] = {
-        (S.IDLE, I.START): (S.TRYING, _send_first),
-        (S.TRYING, T.E): (S.TRYING, _retransmit_trying),
-        (S.TRYING, T.F): (S.TERMINATED, _timed_out),
-        (S.TRYING, I.R1XX): (S.PROCEEDING, _ClientTransaction._to_tu),
-        (S.TRYING, I.R2XX): (S.COMPLETED, _complete),
-        (S.TRYING, I.R3XX_6XX): (S.COMPLETED, _complete),
-        (S.TRYING, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
-        (S.PROCEEDING, T.E): (S.PROCEEDING, _retransmit_proceeding),
-        (S.PROCEEDING, T.F): (S.TERMINATED, _timed_out),
-        (S.PROCEEDING, I.R1XX): (S.PROCEEDING, _ClientTransaction._to_tu),
-        (S.PROCEEDING, I.R2XX): (S.COMPLETED, _complete),
-        (S.PROCEEDING, I.R3XX_6XX): (S.COMPLETED, _complete),
-        (S.PROCEEDING, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
-        (S.COMPLETED, I.R1XX): (S.COMPLETED, _Transaction._absorb),
-        (S.COMPLETED, I.R2XX): (S.COMPLETED, _Transaction._absorb),
-        (S.COMPLETED, I.R3XX_6XX): (S.COMPLETED, _Transaction._absorb),
-        (S.COMPLETED, T.K): (S.TERMINATED, _Transaction._absorb),
+        (S.IDLE, Input.START): (S.TRYING, _send_first),
+        (S.TRYING, Timer.E): (S.TRYING, _retransmit_trying),
+        (S.TRYING, Timer.F): (S.TERMINATED, _timed_out),
+        (S.TRYING, Input.R1XX): (S.PROCEEDING, _ClientTransaction._to_tu),
+        (S.TRYING, Input.R2XX): (S.COMPLETED, _complete),
+        (S.TRYING, Input.R3XX_6XX): (S.COMPLETED, _complete),
+        (S.TRYING, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.PROCEEDING, Timer.E): (S.PROCEEDING, _retransmit_proceeding),
+        (S.PROCEEDING, Timer.F): (S.TERMINATED, _timed_out),
+        (S.PROCEEDING, Input.R1XX): (S.PROCEEDING, _ClientTransaction._to_tu),
+        (S.PROCEEDING, Input.R2XX): (S.COMPLETED, _complete),
+        (S.PROCEEDING, Input.R3XX_6XX): (S.COMPLETED, _complete),
+        (S.PROCEEDING, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.COMPLETED, Input.R1XX): (S.COMPLETED, _Transaction._absorb),
+        (S.COMPLETED, Input.R2XX): (S.COMPLETED, _Transaction._absorb),
+        (S.COMPLETED, Input.R3XX_6XX): (S.COMPLETED, _Transaction._absorb),
+        (S.COMPLETED, Timer.K): (S.TERMINATED, _Transaction._absorb),
         # Completed sends nothing; a late error belongs to a retransmission already answered.
-        (S.COMPLETED, I.TRANSPORT_ERROR): (S.COMPLETED, _Transaction._absorb),
+        (S.COMPLETED, Input.TRANSPORT_ERROR): (S.COMPLETED, _Transaction._absorb),
     }
-    del I, T
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -763,33 +760,31 @@ class InviteServerTransaction(_ServerTransaction):
         S.ACCEPTED: frozenset({Timer.L}),
         S.TERMINATED: frozenset(),
     }
-    I, T = Input, Timer
     _TABLE: ClassVar[_Table] = {
-        (S.IDLE, I.START): (S.PROCEEDING, _begin),
-        (S.PROCEEDING, T.TRYING): (S.PROCEEDING, _send_trying),
-        (S.PROCEEDING, I.REQUEST): (S.PROCEEDING, _resend_provisional),
-        (S.PROCEEDING, I.ACK): (S.PROCEEDING, _Transaction._absorb),  # no final sent: bogus
-        (S.PROCEEDING, I.R1XX): (S.PROCEEDING, _send_provisional),
-        (S.PROCEEDING, I.R2XX): (S.ACCEPTED, _send_2xx),
-        (S.PROCEEDING, I.R3XX_6XX): (S.COMPLETED, _send_final),
-        (S.PROCEEDING, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
-        (S.COMPLETED, I.REQUEST): (S.COMPLETED, _ServerTransaction._resend),
-        (S.COMPLETED, T.G): (S.COMPLETED, _retransmit_final),
-        (S.COMPLETED, T.H): (S.TERMINATED, _timed_out),
-        (S.COMPLETED, I.ACK): (S.CONFIRMED, _confirm),
-        (S.COMPLETED, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
-        (S.CONFIRMED, I.REQUEST): (S.CONFIRMED, _Transaction._absorb),
-        (S.CONFIRMED, I.ACK): (S.CONFIRMED, _Transaction._absorb),
-        (S.CONFIRMED, T.I): (S.TERMINATED, _Transaction._absorb),
-        (S.CONFIRMED, I.TRANSPORT_ERROR): (S.CONFIRMED, _Transaction._absorb),
-        (S.ACCEPTED, I.REQUEST): (S.ACCEPTED, _Transaction._absorb),
-        (S.ACCEPTED, I.ACK): (S.ACCEPTED, _ack_to_tu),
-        (S.ACCEPTED, I.R2XX): (S.ACCEPTED, _ServerTransaction._send),
-        (S.ACCEPTED, T.L): (S.TERMINATED, _Transaction._absorb),
+        (S.IDLE, Input.START): (S.PROCEEDING, _begin),
+        (S.PROCEEDING, Timer.TRYING): (S.PROCEEDING, _send_trying),
+        (S.PROCEEDING, Input.REQUEST): (S.PROCEEDING, _resend_provisional),
+        (S.PROCEEDING, Input.ACK): (S.PROCEEDING, _Transaction._absorb),  # no final sent: bogus
+        (S.PROCEEDING, Input.R1XX): (S.PROCEEDING, _send_provisional),
+        (S.PROCEEDING, Input.R2XX): (S.ACCEPTED, _send_2xx),
+        (S.PROCEEDING, Input.R3XX_6XX): (S.COMPLETED, _send_final),
+        (S.PROCEEDING, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.COMPLETED, Input.REQUEST): (S.COMPLETED, _ServerTransaction._resend),
+        (S.COMPLETED, Timer.G): (S.COMPLETED, _retransmit_final),
+        (S.COMPLETED, Timer.H): (S.TERMINATED, _timed_out),
+        (S.COMPLETED, Input.ACK): (S.CONFIRMED, _confirm),
+        (S.COMPLETED, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.CONFIRMED, Input.REQUEST): (S.CONFIRMED, _Transaction._absorb),
+        (S.CONFIRMED, Input.ACK): (S.CONFIRMED, _Transaction._absorb),
+        (S.CONFIRMED, Timer.I): (S.TERMINATED, _Transaction._absorb),
+        (S.CONFIRMED, Input.TRANSPORT_ERROR): (S.CONFIRMED, _Transaction._absorb),
+        (S.ACCEPTED, Input.REQUEST): (S.ACCEPTED, _Transaction._absorb),
+        (S.ACCEPTED, Input.ACK): (S.ACCEPTED, _ack_to_tu),
+        (S.ACCEPTED, Input.R2XX): (S.ACCEPTED, _ServerTransaction._send),
+        (S.ACCEPTED, Timer.L): (S.TERMINATED, _Transaction._absorb),
         # RFC 6026: inform the TU (it stops retransmitting the 2xx) and stay, to absorb INVITEs.
-        (S.ACCEPTED, I.TRANSPORT_ERROR): (S.ACCEPTED, _Transaction._transport_failed),
+        (S.ACCEPTED, Input.TRANSPORT_ERROR): (S.ACCEPTED, _Transaction._transport_failed),
     }
-    del I, T
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -811,24 +806,22 @@ class NonInviteServerTransaction(_ServerTransaction):
         S.COMPLETED: frozenset({Timer.J}),
         S.TERMINATED: frozenset(),
     }
-    I, T = Input, Timer
     _TABLE: ClassVar[_Table] = {
-        (S.IDLE, I.START): (S.TRYING, _ServerTransaction._to_tu),
-        (S.TRYING, I.REQUEST): (S.TRYING, _Transaction._absorb),
-        (S.TRYING, I.R1XX): (S.PROCEEDING, _ServerTransaction._send),
-        (S.TRYING, I.R2XX): (S.COMPLETED, _complete),
-        (S.TRYING, I.R3XX_6XX): (S.COMPLETED, _complete),
-        (S.TRYING, I.TRANSPORT_ERROR): (S.TRYING, _Transaction._absorb),  # nothing sent yet
-        (S.PROCEEDING, I.REQUEST): (S.PROCEEDING, _ServerTransaction._resend),
-        (S.PROCEEDING, I.R1XX): (S.PROCEEDING, _ServerTransaction._send),
-        (S.PROCEEDING, I.R2XX): (S.COMPLETED, _complete),
-        (S.PROCEEDING, I.R3XX_6XX): (S.COMPLETED, _complete),
-        (S.PROCEEDING, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
-        (S.COMPLETED, I.REQUEST): (S.COMPLETED, _ServerTransaction._resend),
-        (S.COMPLETED, T.J): (S.TERMINATED, _Transaction._absorb),
-        (S.COMPLETED, I.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.IDLE, Input.START): (S.TRYING, _ServerTransaction._to_tu),
+        (S.TRYING, Input.REQUEST): (S.TRYING, _Transaction._absorb),
+        (S.TRYING, Input.R1XX): (S.PROCEEDING, _ServerTransaction._send),
+        (S.TRYING, Input.R2XX): (S.COMPLETED, _complete),
+        (S.TRYING, Input.R3XX_6XX): (S.COMPLETED, _complete),
+        (S.TRYING, Input.TRANSPORT_ERROR): (S.TRYING, _Transaction._absorb),  # nothing sent yet
+        (S.PROCEEDING, Input.REQUEST): (S.PROCEEDING, _ServerTransaction._resend),
+        (S.PROCEEDING, Input.R1XX): (S.PROCEEDING, _ServerTransaction._send),
+        (S.PROCEEDING, Input.R2XX): (S.COMPLETED, _complete),
+        (S.PROCEEDING, Input.R3XX_6XX): (S.COMPLETED, _complete),
+        (S.PROCEEDING, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.COMPLETED, Input.REQUEST): (S.COMPLETED, _ServerTransaction._resend),
+        (S.COMPLETED, Timer.J): (S.TERMINATED, _Transaction._absorb),
+        (S.COMPLETED, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
     }
-    del I, T
 
 
 ClientTransaction = InviteClientTransaction | NonInviteClientTransaction
