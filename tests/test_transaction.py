@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_voip.errors import TransactionError
 from trio_voip.sip import Request, Response, make_response, parse_message
@@ -573,3 +575,78 @@ def test_invite_client_optional_timer_c() -> None:
     txn.receive(reply(request, 180), 10.0)  # every provisional restarts it
     assert txn.next_deadline() == 190.0
     assert txn.on_timer(190.0) == [TimedOut(txn.key, Timer.C), TransactionTerminated(txn.key)]
+
+
+# --- arbitrary interleavings ----------------------------------------------------------------------
+
+BUILDERS = {
+    "invite_client": invite_client,
+    "non_invite_client": non_invite_client,
+    "invite_server": invite_server,
+    "non_invite_server": non_invite_server,
+}
+STEP = st.tuples(
+    st.sampled_from(["100", "180", "200", "486", "retransmit", "ack", "transport_error"]),
+    st.sampled_from([0.0, 0.1, 0.5, 1.0, 4.0, 20.0]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(BUILDERS)),
+    reliable=st.booleans(),
+    steps=st.lists(STEP, max_size=25),
+    final=st.sampled_from([200, 404]),
+)
+def test_any_interleaving_ends_terminated(
+    kind: str, reliable: bool, steps: list[tuple[str, float]], final: int
+) -> None:
+    """Network input never raises; TU actions raise only when the table forbids them (and then
+    change nothing); once the final response is in, 64*T1 later the transaction is gone."""
+    txn, events = BUILDERS[kind](reliable=reliable)
+    server = kind.endswith("server")
+    now = 0.0
+
+    def act(what: str) -> list:
+        if what == "transport_error":
+            return txn.transport_error(now)
+        if what == "retransmit":
+            return txn.receive(txn.request, now) if server else []
+        if what == "ack":
+            if kind != "invite_server":
+                return []
+            return txn.receive(make_ack(txn.request, reply(txn.request, 486)), now)
+        response = reply(txn.request, int(what))
+        if not server:
+            return txn.receive(response, now)
+        before = (txn.state, dict(txn._timers))
+        try:
+            return txn.send_response(response, now)
+        except TransactionError:
+            assert (txn.state, txn._timers) == before
+            return []
+
+    for what, delay in steps:
+        now += delay
+        events += txn.on_timer(now)
+        if txn.state is S.TERMINATED:
+            break
+        events += act(what)
+        if txn.state is S.TERMINATED:
+            break
+    if txn.state is not S.TERMINATED:
+        # the other side (or our TU) finally answers
+        if server and txn.state in (S.TRYING, S.PROCEEDING):
+            events += txn.send_response(reply(txn.request, final), now)
+        elif kind == "invite_client" and txn.state is S.PROCEEDING:
+            events += txn.receive(reply(txn.request, final), now)
+    events += txn.on_timer(now)
+    if txn.state is not S.TERMINATED:
+        assert txn.next_deadline() is not None
+        assert txn.next_deadline() <= now + 64 * T1
+        events += [e for _, e in run_timers(txn, now + 64 * T1)]
+    assert txn.state is S.TERMINATED and txn.next_deadline() is None
+    assert [e for e in events if isinstance(e, TransactionTerminated)] == [
+        TransactionTerminated(txn.key)
+    ]
+    assert events[-1] == TransactionTerminated(txn.key)
