@@ -481,6 +481,11 @@ def test_binding_records_source_user_agent_and_display_name():
     assert str(binding.contact) == '"Desk" <sip:a@10.0.0.5:5060;transport=tcp>'
 
 
+def test_date_header_can_be_left_out():
+    response = Registrar("example.com", date=None).process(register("<sip:a@h>"), 0, SOURCE)
+    assert "Date" not in response.headers
+
+
 def test_200_has_date_and_supported():
     registrar = Registrar("example.com", date=lambda: 1_700_000_000.0)
     response = registrar.process(register("<sip:a@h>"), 0, SOURCE)
@@ -540,6 +545,14 @@ def test_reg_id_ignored_without_outbound_option_tag():
     [binding] = registrar.location.lookup("sip:alice@example.com", 1)
     assert binding.reg_id is None and binding.flow is None
     assert binding.instance_id is not None
+
+
+@pytest.mark.parametrize("reg_id", ["0", "x", "2147483648"])
+def test_bad_reg_id_is_400(reg_id):
+    response = Registrar("example.com").process(
+        register(f"<sip:a@h>;{INSTANCE};reg-id={reg_id}", extra=("Supported: outbound",)), 0, SOURCE
+    )
+    assert response.status == 400
 
 
 def test_two_contacts_with_reg_id_is_400():
@@ -780,12 +793,50 @@ def test_client_without_credentials_fails_on_challenge():
 def test_client_stale_with_the_same_nonce_gives_up():
     client = make_client()
     request = client.register()
-    challenge = 'Digest realm="example.com", nonce="n1", qop="auth", algorithm=MD5'
+    challenge = challenge_value("n1")
     first = make_reply(request, 401, ("WWW-Authenticate", challenge))
     retry = client.on_response(first, 0)
     assert isinstance(retry, Request)
     again = make_reply(retry, 401, ("WWW-Authenticate", challenge + ", stale=TRUE"))
     assert isinstance(client.on_response(again, 0), RegistrationFailed)
+
+
+def test_client_stale_with_a_new_nonce_retries_but_not_forever():
+    client = make_client()
+    request = client.register()
+    retry = client.on_response(make_reply(request, 401, ("WWW-Authenticate", challenge_value("n0"))), 0)
+    for n in range(1, 4):
+        assert isinstance(retry, Request)
+        retry = client.on_response(
+            make_reply(retry, 401, ("WWW-Authenticate", challenge_value(f"n{n}") + ", stale=TRUE")), 0
+        )
+    assert isinstance(retry, Request)
+    outcome = client.on_response(
+        make_reply(retry, 401, ("WWW-Authenticate", challenge_value("n9") + ", stale=TRUE")), 0
+    )
+    assert outcome == RegistrationFailed(401, "Unauthorized")
+
+
+def test_client_refused_credentials_without_stale_fail_even_with_a_new_nonce():
+    client = make_client()
+    request = client.register()
+    retry = client.on_response(make_reply(request, 401, ("WWW-Authenticate", challenge_value("n0"))), 0)
+    assert isinstance(retry, Request)
+    outcome = client.on_response(make_reply(retry, 401, ("WWW-Authenticate", challenge_value("n1"))), 0)
+    assert isinstance(outcome, RegistrationFailed)
+
+
+def test_client_answers_407_with_proxy_authorization():
+    client = make_client()
+    request = client.register()
+    retry = client.on_response(make_reply(request, 407, ("Proxy-Authenticate", challenge_value("p"))), 0)
+    assert isinstance(retry, Request)
+    assert retry.headers.get("Proxy-Authorization").startswith("Digest ")
+    assert "Authorization" not in retry.headers
+
+
+def challenge_value(nonce: str) -> str:
+    return f'Digest realm="example.com", nonce="{nonce}", qop="auth", algorithm=MD5'
 
 
 def make_reply(request: Request, status: int, *headers: tuple[str, str]) -> Response:

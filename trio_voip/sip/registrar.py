@@ -47,6 +47,7 @@ import enum
 import heapq
 import math
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
@@ -308,7 +309,7 @@ class Registrar:
     ``authorize(username, aor)`` says whether that user may change the AOR's bindings (None:
     the username must equal the AOR's user part). ``date`` gives the wall-clock time for the
     Date header of a 200 (None: no Date header); it is separate from ``now``, which may come
-    from a monotonic clock.
+    from a monotonic clock, and only ever used for that header.
     """
 
     domains: frozenset[str] = attrs.field(converter=_domains)
@@ -319,7 +320,7 @@ class Registrar:
     default_expires: int = 3600
     users: Callable[[str], bool] | None = None
     authorize: Callable[[str, str], bool] | None = None
-    date: Callable[[], float] | None = None
+    date: Callable[[], float] | None = time.time
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.min_expires <= self.max_expires or self.default_expires <= 0:
@@ -523,10 +524,11 @@ def _flow_of(contact: Contact, outbound: bool) -> tuple[str, int] | None:
     reg_id = contact.param("reg-id")
     if instance is None or reg_id is None:
         return None
-    try:
-        return instance, parse_delta_seconds(reg_id, "reg-id")
-    except SipParseError:
-        raise SipParseError(f"bad reg-id {reg_id!r}") from None
+    # reg-id = 1*DIGIT, 1 to 2**31-1 (RFC 5626 4.2).
+    number = parse_delta_seconds(reg_id, "reg-id")
+    if not 0 < number < 2**31:
+        raise SipParseError(f"reg-id out of range: {number}")
+    return instance, number
 
 
 def _find(bindings: list[Binding | None], update: _Update) -> int | None:
@@ -784,10 +786,12 @@ class RegistrationClient:
         self._pending_expires = expires
         return request
 
-    def _retry(self, credentials: tuple[str, str] | None) -> Request | RegistrationFailed:
+    def _retry(
+        self, response: Response, credentials: tuple[str, str] | None
+    ) -> Request | RegistrationFailed:
         self._retries += 1
-        if self._retries > _MAX_RETRIES:
-            return self._fail(500, "Too Many Registration Retries")
+        if self._retries > _MAX_RETRIES:  # e.g. a server that finds every nonce stale
+            return self._fail(response.status, response.reason)
         return self._send(self._pending_expires, credentials)
 
     def _fail(
@@ -843,7 +847,7 @@ class RegistrationClient:
         self._challenge = (name, tuple(values))
         self._answered = True
         self._answered_nonces = nonces
-        return self._retry((name, value))
+        return self._retry(response, (name, value))
 
     def _too_brief(self, response: Response) -> Request | RegistrationFailed:
         value = response.headers.get("Min-Expires")
@@ -855,4 +859,4 @@ class RegistrationClient:
             return self._fail(response.status, response.reason)
         self.expires = minimum
         self._pending_expires = minimum
-        return self._retry(self._preemptive())
+        return self._retry(response, self._preemptive())
