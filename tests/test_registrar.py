@@ -250,6 +250,15 @@ def test_digest_round_trip_registers():
     assert registrar.location.count == 1
 
 
+def test_digest_scheme_is_case_insensitive():
+    registrar = Registrar("example.com", authenticator=authenticator())
+    client = DigestClient("alice", "wonderland")
+    challenge = registrar.process(register("<sip:a@h>"), 0, SOURCE)
+    value = client.authorize("REGISTER", "sip:example.com", challenge.headers.get_all("WWW-Authenticate"))
+    request = register("<sip:a@h>", cseq=2, extra=("Authorization: " + value.replace("Digest ", "digest\t", 1),))
+    assert registrar.process(request, 1, SOURCE).status == 200
+
+
 def test_wrong_password_gets_a_fresh_challenge_then_403_when_rate_limited():
     auth = DigestAuthenticator("example.com", PASSWORDS.get, max_failures_per_source=2)
     registrar = Registrar("example.com", authenticator=auth)

@@ -396,9 +396,7 @@ class Registrar:
     def _authenticate(
         self, auth: DigestAuthenticator, request: Request, now: float, source: Source | None
     ) -> str | Response:
-        values = [
-            v for v in request.headers.get_all("Authorization") if v[:7].lower() == "digest "
-        ]
+        values = [v for v in request.headers.get_all("Authorization") if _is_digest(v)]
         if not values:
             return _challenge(request, auth.challenge(now))
         if not _digest_uri_matches(values, auth.realm, request.uri):
@@ -549,6 +547,11 @@ def _without_expires(contact: Contact) -> Contact:
     if not contact.has_param("expires"):
         return contact
     return attrs.evolve(contact, params=tuple(p for p in contact.params if p[0] != "expires"))
+
+
+def _is_digest(value: str) -> bool:
+    scheme = value.split(None, 1)
+    return bool(scheme) and scheme[0].lower() == "digest"
 
 
 def _digest_uri_matches(values: list[str], realm: str, request_uri: Uri) -> bool:
