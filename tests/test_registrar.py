@@ -201,9 +201,12 @@ def test_unknown_require_is_420_but_path_and_outbound_are_fine():
 
 def test_to_in_foreign_domain_or_unknown_user_is_404():
     registrar = Registrar("example.com", users=lambda aor: aor == "sip:alice@example.com")
-    assert registrar.process(register("<sip:a@h>", aor="sip:alice@other.com"), 0, SOURCE).status == 404
-    assert registrar.process(register("<sip:a@h>", aor="sip:carol@example.com"), 0, SOURCE).status == 404
-    assert registrar.process(register("<sip:a@h>", aor="sip:alice@example.com"), 0, SOURCE).status == 200
+    for aor, status in [
+        ("sip:alice@other.com", 404),
+        ("sip:carol@example.com", 404),
+        ("sip:alice@example.com", 200),
+    ]:
+        assert registrar.process(register("<sip:a@h>", aor=aor), 0, SOURCE).status == status
 
 
 def test_missing_required_header_is_400():
@@ -233,10 +236,22 @@ def test_responses_carry_a_to_tag():
 
 def authorized(request: Request, challenge: Response, client: DigestClient) -> Request:
     value = client.authorize(
-        "REGISTER", str(request.uri), challenge.headers.get_all("WWW-Authenticate")
+        "REGISTER", str(request.uri), challenges(challenge)
     )
     request.headers.add("Authorization", value)
     return request
+
+
+def answer(
+    registrar: Registrar, challenge: Response, client: DigestClient, cseq: int, now: float
+) -> Response:
+    """The registrar's response to a REGISTER answering ``challenge`` with ``client``."""
+    request = authorized(register("<sip:a@h>", cseq=cseq), challenge, client)
+    return registrar.process(request, now, SOURCE)
+
+
+def challenges(response: Response) -> list[str]:
+    return response.headers.get_all("WWW-Authenticate")
 
 
 def test_digest_round_trip_registers():
@@ -245,7 +260,7 @@ def test_digest_round_trip_registers():
     challenge = registrar.process(register("<sip:a@h>"), 0, SOURCE)
     assert challenge.status == 401
     assert registrar.location.count == 0
-    response = registrar.process(authorized(register("<sip:a@h>", cseq=2), challenge, client), 1, SOURCE)
+    response = answer(registrar, challenge, client, 2, 1)
     assert response.status == 200
     assert registrar.location.count == 1
 
@@ -254,8 +269,9 @@ def test_digest_scheme_is_case_insensitive():
     registrar = Registrar("example.com", authenticator=authenticator())
     client = DigestClient("alice", "wonderland")
     challenge = registrar.process(register("<sip:a@h>"), 0, SOURCE)
-    value = client.authorize("REGISTER", "sip:example.com", challenge.headers.get_all("WWW-Authenticate"))
-    request = register("<sip:a@h>", cseq=2, extra=("Authorization: " + value.replace("Digest ", "digest\t", 1),))
+    value = client.authorize("REGISTER", "sip:example.com", challenges(challenge))
+    lowered = value.replace("Digest ", "digest\t", 1)
+    request = register("<sip:a@h>", cseq=2, extra=(f"Authorization: {lowered}",))
     assert registrar.process(request, 1, SOURCE).status == 200
 
 
@@ -264,12 +280,12 @@ def test_wrong_password_gets_a_fresh_challenge_then_403_when_rate_limited():
     registrar = Registrar("example.com", authenticator=auth)
     client = DigestClient("alice", "wrong")
     challenge = registrar.process(register("<sip:a@h>"), 0, SOURCE)
-    first = registrar.process(authorized(register("<sip:a@h>", cseq=2), challenge, client), 1, SOURCE)
+    first = answer(registrar, challenge, client, 2, 1)
     assert first.status == 401
     assert "stale" not in first.headers.get("WWW-Authenticate").lower()
-    second = registrar.process(authorized(register("<sip:a@h>", cseq=3), first, client), 2, SOURCE)
+    second = answer(registrar, first, client, 3, 2)
     assert second.status == 401
-    blocked = registrar.process(authorized(register("<sip:a@h>", cseq=4), second, client), 3, SOURCE)
+    blocked = answer(registrar, second, client, 4, 3)
     assert blocked.status == 403
     assert int(blocked.headers.get("Retry-After")) > 0
     assert registrar.location.count == 0
@@ -280,10 +296,10 @@ def test_expired_nonce_gets_stale_challenge():
     client = DigestClient("alice", "wonderland")
     challenge = registrar.process(register("<sip:a@h>"), 0, SOURCE)
     late = 10_000.0  # beyond the nonce lifetime
-    response = registrar.process(authorized(register("<sip:a@h>", cseq=2), challenge, client), late, SOURCE)
+    response = answer(registrar, challenge, client, 2, late)
     assert response.status == 401
     assert "stale=TRUE" in response.headers.get("WWW-Authenticate")
-    retry = registrar.process(authorized(register("<sip:a@h>", cseq=3), response, client), late, SOURCE)
+    retry = answer(registrar, response, client, 3, late)
     assert retry.status == 200
 
 
@@ -291,7 +307,7 @@ def test_authenticated_user_may_register_only_their_own_aor():
     registrar = Registrar("example.com", authenticator=authenticator())
     client = DigestClient("bob", "builder")
     challenge = registrar.process(register("<sip:a@h>"), 0, SOURCE)
-    response = registrar.process(authorized(register("<sip:a@h>", cseq=2), challenge, client), 1, SOURCE)
+    response = answer(registrar, challenge, client, 2, 1)
     assert response.status == 403
     assert registrar.location.count == 0
 
@@ -304,7 +320,7 @@ def test_custom_authorization_rule():
     )
     client = DigestClient("bob", "builder")
     challenge = registrar.process(register("<sip:a@h>"), 0, SOURCE)
-    response = registrar.process(authorized(register("<sip:a@h>", cseq=2), challenge, client), 1, SOURCE)
+    response = answer(registrar, challenge, client, 2, 1)
     assert response.status == 200
 
 
@@ -315,7 +331,7 @@ def test_digest_uri_must_match_the_request_uri():
     request = register("<sip:a@h>", cseq=2)
     request.headers.add(
         "Authorization",
-        client.authorize("REGISTER", "sip:other.example.com", challenge.headers.get_all("WWW-Authenticate")),
+        client.authorize("REGISTER", "sip:other.example.com", challenges(challenge)),
     )
     assert registrar.process(request, 1, SOURCE).status == 400
 
@@ -327,7 +343,7 @@ def test_digest_uri_compared_as_uris_not_text():
     request = register("<sip:a@h>", cseq=2)
     request.headers.add(
         "Authorization",
-        client.authorize("REGISTER", "sip:EXAMPLE.COM", challenge.headers.get_all("WWW-Authenticate")),
+        client.authorize("REGISTER", "sip:EXAMPLE.COM", challenges(challenge)),
     )
     assert registrar.process(request, 1, SOURCE).status == 200
 
@@ -406,7 +422,8 @@ def test_refresh_with_higher_cseq_updates_in_place():
 def test_same_call_id_with_lower_or_equal_cseq_is_500(cseq):
     registrar = Registrar("example.com")
     registrar.process(register("<sip:a@h>", cseq=4, expires=100), 0, SOURCE)
-    response = registrar.process(register("<sip:a@h>", "<sip:a@new>", cseq=cseq, expires=0), 1, SOURCE)
+    request = register("<sip:a@h>", "<sip:a@new>", cseq=cseq, expires=0)
+    response = registrar.process(request, 1, SOURCE)
     assert response.status == 500
     [binding] = registrar.location.lookup("sip:alice@example.com", 2)
     assert binding.expires_at == 100  # nothing changed, not even the new contact
@@ -415,7 +432,8 @@ def test_same_call_id_with_lower_or_equal_cseq_is_500(cseq):
 def test_different_call_id_replaces_regardless_of_cseq():
     registrar = Registrar("example.com")
     registrar.process(register("<sip:a@h>", cseq=9), 0, SOURCE)
-    response = registrar.process(register("<sip:a@h>", call_id="rebooted", cseq=1, expires=200), 1, SOURCE)
+    request = register("<sip:a@h>", call_id="rebooted", cseq=1, expires=200)
+    response = registrar.process(request, 1, SOURCE)
     assert response.status == 200
     [binding] = registrar.location.lookup("sip:alice@example.com", 2)
     assert binding.call_id == "rebooted" and binding.expires_at == 201
@@ -515,7 +533,10 @@ def test_path_stored_and_echoed_only_when_supported():
     response = registrar.process(
         register("<sip:a@h>", cseq=2, extra=(*path, "Supported: path")), 1, SOURCE
     )
-    assert response.headers.get_all("Path") == ["<sip:p2.example.com;lr>", "<sip:p1.example.net;lr>"]
+    assert response.headers.get_all("Path") == [
+        "<sip:p2.example.com;lr>",
+        "<sip:p1.example.net;lr>",
+    ]
 
 
 def test_malformed_path_is_400():
@@ -538,12 +559,15 @@ def test_outbound_flow_replaced_by_instance_and_reg_id():
     )
     assert first.status == 200
     assert first.require == ["outbound"]
-    registrar.process(register(f"<sip:a@192.0.2.1:5060>;{INSTANCE};reg-id=2", call_id="c2", extra=ob), 0, SOURCE)
+    flow2 = register(f"<sip:a@192.0.2.1:5060>;{INSTANCE};reg-id=2", call_id="c2", extra=ob)
+    registrar.process(flow2, 0, SOURCE)
     assert registrar.location.count == 2  # two flows, same URI
     # The UA restarts flow 1 from a new address with a new Call-ID: it replaces the old flow.
-    registrar.process(register(f"<sip:a@198.51.100.7:6000>;{INSTANCE};reg-id=1", call_id="c3", extra=ob), 1, SOURCE)
+    moved = register(f"<sip:a@198.51.100.7:6000>;{INSTANCE};reg-id=1", call_id="c3", extra=ob)
+    registrar.process(moved, 1, SOURCE)
     bindings = registrar.location.lookup("sip:alice@example.com", 2)
-    assert sorted((b.reg_id, b.uri.host) for b in bindings) == [(1, "198.51.100.7"), (2, "192.0.2.1")]
+    flows = sorted((b.reg_id, b.uri.host) for b in bindings)
+    assert flows == [(1, "198.51.100.7"), (2, "192.0.2.1")]
     assert all(b.instance_id == "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>" for b in bindings)
 
 
@@ -646,7 +670,9 @@ operation = st.one_of(
     ),
     st.tuples(st.just("wait"), st.integers(0, 200)),
     st.tuples(st.just("timer")),
-    st.tuples(st.just("star"), st.sampled_from(AORS), st.sampled_from(["c1", "c2"]), st.integers(1, 6)),
+    st.tuples(
+        st.just("star"), st.sampled_from(AORS), st.sampled_from(["c1", "c2"]), st.integers(1, 6)
+    ),
 )
 
 
@@ -688,7 +714,8 @@ def test_random_operations_keep_location_consistent(ops):
             assert status == expected, (op, status, expected)
         elif op[0] == "star":
             _, user, call_id, cseq = op
-            request = register("*", aor=f"sip:{user}@example.com", call_id=call_id, cseq=cseq, expires=0)
+            aor = f"sip:{user}@example.com"
+            request = register("*", aor=aor, call_id=call_id, cseq=cseq, expires=0)
             status = registrar.process(request, now, SOURCE).status
             live = model[user]
             stale = any(v[0] == call_id and cseq <= v[1] and v[2] > now for v in live.values())
@@ -708,7 +735,9 @@ def test_random_operations_keep_location_consistent(ops):
             qs = [1.0 if b.q is None else b.q for b in found]
             assert qs == sorted(qs, reverse=True)
             expected_live = {h: v for h, v in model[user].items() if v[2] > now}
-            assert {b.uri.host: b.expires_at for b in found} == {h: v[2] for h, v in expected_live.items()}
+            assert {b.uri.host: b.expires_at for b in found} == {
+                h: v[2] for h, v in expected_live.items()
+            }
             assert len(location.bindings(aor)) <= 2
             total += len(location.bindings(aor))
         assert location.count == total
@@ -796,7 +825,8 @@ def test_client_gives_up_on_wrong_password():
 def test_client_without_credentials_fails_on_challenge():
     registrar = Registrar("example.com", authenticator=authenticator())
     client = make_client(credentials=None)
-    assert exchange(client, registrar, client.register(), 0) == RegistrationFailed(401, "Unauthorized")
+    outcome = exchange(client, registrar, client.register(), 0)
+    assert outcome == RegistrationFailed(401, "Unauthorized")
 
 
 def test_client_stale_with_the_same_nonce_gives_up():
@@ -813,15 +843,15 @@ def test_client_stale_with_the_same_nonce_gives_up():
 def test_client_stale_with_a_new_nonce_retries_but_not_forever():
     client = make_client()
     request = client.register()
-    retry = client.on_response(make_reply(request, 401, ("WWW-Authenticate", challenge_value("n0"))), 0)
+    retry = client.on_response(make_reply(request, 401, www("n0")), 0)
     for n in range(1, 4):
         assert isinstance(retry, Request)
         retry = client.on_response(
-            make_reply(retry, 401, ("WWW-Authenticate", challenge_value(f"n{n}") + ", stale=TRUE")), 0
+            make_reply(retry, 401, www(f"n{n}", stale=True)), 0
         )
     assert isinstance(retry, Request)
     outcome = client.on_response(
-        make_reply(retry, 401, ("WWW-Authenticate", challenge_value("n9") + ", stale=TRUE")), 0
+        make_reply(retry, 401, www("n9", stale=True)), 0
     )
     assert outcome == RegistrationFailed(401, "Unauthorized")
 
@@ -829,16 +859,17 @@ def test_client_stale_with_a_new_nonce_retries_but_not_forever():
 def test_client_refused_credentials_without_stale_fail_even_with_a_new_nonce():
     client = make_client()
     request = client.register()
-    retry = client.on_response(make_reply(request, 401, ("WWW-Authenticate", challenge_value("n0"))), 0)
+    retry = client.on_response(make_reply(request, 401, www("n0")), 0)
     assert isinstance(retry, Request)
-    outcome = client.on_response(make_reply(retry, 401, ("WWW-Authenticate", challenge_value("n1"))), 0)
+    outcome = client.on_response(make_reply(retry, 401, www("n1")), 0)
     assert isinstance(outcome, RegistrationFailed)
 
 
 def test_client_answers_407_with_proxy_authorization():
     client = make_client()
     request = client.register()
-    retry = client.on_response(make_reply(request, 407, ("Proxy-Authenticate", challenge_value("p"))), 0)
+    challenge = ("Proxy-Authenticate", challenge_value("p"))
+    retry = client.on_response(make_reply(request, 407, challenge), 0)
     assert isinstance(retry, Request)
     assert retry.headers.get("Proxy-Authorization").startswith("Digest ")
     assert "Authorization" not in retry.headers
@@ -846,6 +877,10 @@ def test_client_answers_407_with_proxy_authorization():
 
 def challenge_value(nonce: str) -> str:
     return f'Digest realm="example.com", nonce="{nonce}", qop="auth", algorithm=MD5'
+
+
+def www(nonce: str, *, stale: bool = False) -> tuple[str, str]:
+    return "WWW-Authenticate", challenge_value(nonce) + (", stale=TRUE" if stale else "")
 
 
 def make_reply(request: Request, status: int, *headers: tuple[str, str]) -> Response:

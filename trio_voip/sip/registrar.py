@@ -424,7 +424,7 @@ class Registrar:
         if any(c.star for c in contacts):
             # 10.3 step 6: "*" only alone and with Expires: 0.
             if len(contacts) != 1 or header_expires != 0:
-                return _reply(request, 400, "Wildcard Contact Needs Expires: 0 And No Other Contact")
+                return _reply(request, 400, "Wildcard Contact Needs Expires 0 And No Other")
             return [_Update(contacts[0], 0, None, None)]
         updates = []
         for contact in contacts:
