@@ -19,6 +19,7 @@ from trio_voip.sip.stack import ServerTransactionHandle, SipEndpoint
 from trio_voip.sip.transaction import (
     ResponseReceived,
     StrayAck,
+    StrayResponse,
     TransactionState,
     make_ack,
 )
@@ -418,4 +419,25 @@ async def test_response_type_is_checked(pair, autojump_clock) -> None:
         assert [r.status for r in responses] == [180, 200]
         assert [r async for r in handle] == []  # iteration is over for good
         assert (await handle.final_response()).status == 200
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("passed", [False, True])
+async def test_responses_matching_nothing(passed: bool, autojump_clock) -> None:
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        alice = await start(nursery, network, ALICE, stray_responses=passed)
+        raw = network.transport(*BOB)
+        await nursery.start(raw.run)
+        request = new_request("OPTIONS", branch=True)
+        request.headers.set("Via", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKnobody")
+        await raw.send_response(make_response(request, 200))
+        await trio.testing.wait_all_tasks_blocked()
+        assert alice.stats.stray_responses == 1
+        if passed:
+            stray = alice.stray.receive_nowait()
+            assert isinstance(stray, StrayResponse) and stray.response.status == 200
+        else:
+            with pytest.raises(trio.WouldBlock):
+                alice.stray.receive_nowait()
         nursery.cancel_scope.cancel()

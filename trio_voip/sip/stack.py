@@ -23,11 +23,13 @@ TU API:
   answers 503 itself.
 * ``endpoint.stray``: what belongs to no pending handle, for the UA core / dialog layer:
   :class:`~trio_voip.sip.transaction.StrayAck` (the ACK for a 2xx),
-  :class:`~trio_voip.sip.transaction.StrayResponse` (a 2xx retransmission),
   :class:`~trio_voip.sip.transaction.ResponseReceived` (a further 2xx to an INVITE whose
-  handle already has its final response: RFC 6026 Accepted, forks) and
-  :class:`~trio_voip.sip.transaction.AckReceived`. When it is full, new items are dropped and
-  counted (``endpoint.stats.stray_dropped``).
+  handle already has its final response -- retransmissions and forks, which the RFC 6026
+  Accepted state keeps matching for 64*T1) and :class:`~trio_voip.sip.transaction.AckReceived`.
+  When it is full, new items are dropped and counted (``endpoint.stats.stray_dropped``).
+  Responses that match no transaction at all are discarded and counted, as RFC 6026 (8.9)
+  requires of every element but a stateless proxy; ``stray_responses=True`` passes them on
+  as :class:`~trio_voip.sip.transaction.StrayResponse` instead.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class EndpointStats:
     send_errors: int = 0
     busy_rejections: int = 0  # 503s because the TU's incoming channel was full
     stray_dropped: int = 0
+    stray_responses: int = 0  # responses matching no transaction
     provisionals_dropped: int = 0
     discarded: int = 0  # messages the transaction layer could not use
 
@@ -258,6 +261,7 @@ class SipEndpoint:
         incoming_capacity: int = 100,
         stray_capacity: int = 100,
         provisional_capacity: int = 8,
+        stray_responses: bool = False,
     ) -> None:
         self.transport = transport
         self.layer = TransactionLayer(config or TimerConfig(), max_transactions=max_transactions)
@@ -267,6 +271,7 @@ class SipEndpoint:
         )
         self._stray_send, self.stray = trio.open_memory_channel[StrayMessage](stray_capacity)
         self._provisional_capacity = provisional_capacity
+        self._pass_stray_responses = stray_responses
         self._clients: dict[TransactionKey, ClientTransactionHandle] = {}
         self._servers: dict[TransactionKey, ServerTransactionHandle] = {}
         self._wakeup = trio.Event()
@@ -389,7 +394,11 @@ class SipEndpoint:
                 await self._send_cancel(client)
         elif isinstance(event, RequestReceived):
             await self._new_request(event)
-        elif isinstance(event, StrayAck | StrayResponse | AckReceived):
+        elif isinstance(event, StrayResponse):
+            self.stats.stray_responses += 1
+            if self._pass_stray_responses:
+                self._put_stray(event)
+        elif isinstance(event, StrayAck | AckReceived):
             self._put_stray(event)
         elif isinstance(event, TimedOut | TransportFailed):
             self._failed(event)
