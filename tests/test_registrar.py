@@ -30,6 +30,7 @@ from trio_voip.sip.registrar import (
     refresh_delay,
 )
 from trio_voip.sip.uri import SipUri, parse_uri
+from trio_voip.testing.strategies import contacts, sip_uris
 
 TORTURE = Path(__file__).parent / "data" / "torture"
 SOURCE = Source("UDP", "192.0.2.10", 5062)
@@ -102,6 +103,24 @@ def test_canonical_aor(uri, aor):
     assert canonical_aor(parse_uri(uri)) == aor
 
 
+@given(sip_uris())
+def test_canonical_aor_is_idempotent_and_ignores_what_does_not_name_the_aor(uri):
+    aor = canonical_aor(uri)
+    assert canonical_aor(parse_uri(aor)) == aor
+    assert canonical_aor(parse_uri(str(uri))) == aor
+    variant = SipUri(
+        scheme=uri.scheme,
+        user=uri.user,
+        host=uri.host.upper(),
+        port=uri.port,
+        params=(("transport", "tcp"),),
+        headers=(("Subject", "x"),),
+    )
+    assert canonical_aor(variant) == aor
+    hostport = aor.rpartition("@")[2] if uri.user is not None else aor.partition(":")[2]
+    assert "?" not in hostport and ";" not in hostport
+
+
 def test_canonical_aor_refuses_other_schemes():
     with pytest.raises(RegistrarError) as info:
         canonical_aor(parse_uri("tel:+15551234"))
@@ -171,6 +190,27 @@ def test_unksm2_isbn_aor_is_refused_with_400():
     response = registrar.process(torture("unksm2"), 0.0, SOURCE)
     assert response.status == 400
     assert registrar.location.count == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(contacts())
+def test_any_contact_is_stored_and_returned_as_registered(contact):
+    registrar = Registrar("example.com", min_expires=60, max_expires=3600)
+    response = registrar.process(register(str(contact)), 0, SOURCE)
+    requested = 3600 if contact.expires is None else contact.expires
+    if 0 < requested < 60:
+        assert response.status == 423
+        return
+    assert response.status == 200
+    if requested == 0:
+        assert response.contacts == [] and registrar.location.count == 0
+        return
+    [returned] = response.contacts
+    assert returned.uri == contact.uri
+    assert returned.display_name == contact.display_name
+    without = [p for p in returned.params if p[0] != "expires"]
+    assert without == [p for p in contact.params if p[0] != "expires"]
+    assert returned.expires == min(requested, 3600)
 
 
 # --- 10.3 steps 1-5 ---------------------------------------------------------------------------

@@ -204,7 +204,9 @@ class LocationService:
     def lookup(self, aor: str | SipUri, now: float) -> list[Binding]:
         """The live bindings of ``aor`` (a canonical AOR string, or any SIP URI of it), best
         ``q`` first."""
-        key = canonical_aor(aor if isinstance(aor, SipUri) else parse_uri(aor))
+        return self._live(canonical_aor(aor if isinstance(aor, SipUri) else parse_uri(aor)), now)
+
+    def _live(self, key: str, now: float) -> list[Binding]:
         live = [b for b in self._aors.get(key, ()) if b.expires_at > now]
         live.sort(key=_rank)
         return live
@@ -501,7 +503,7 @@ class Registrar:
     def _ok(self, request: Request, aor: str, now: float, used_outbound: bool) -> Response:
         response = _reply(request, 200)
         headers = response.headers
-        for binding in self.location.lookup(aor, now):
+        for binding in self.location._live(aor, now):
             expires = str(binding.expires_in(now))
             headers.add("Contact", str(binding.contact.with_param("expires", expires)))
         if self.date is not None:
