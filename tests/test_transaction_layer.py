@@ -23,6 +23,7 @@ from trio_voip.sip.transaction import (
     StrayAck,
     StrayResponse,
     TimedOut,
+    Timer,
     TimerConfig,
     TransactionLayer,
     TransactionState,
@@ -494,9 +495,11 @@ def test_config_reaches_transactions() -> None:
     key, _ = layer.send_request(make_request("OPTIONS"), "d", 0.0, reliable=False)
     assert layer.next_deadline() == pytest.approx(0.1)
     events = drain(layer, 100.0)
-    assert events[-2:] == [TimedOut(key, events[-2].timer), TransactionTerminated(key)]
+    assert events[-2:] == [TimedOut(key, Timer.F), TransactionTerminated(key)]
+    sends = [e for e in events if isinstance(e, SendRequest)]
+    assert len(sends) == 17  # retransmissions at 0.1, 0.3, 0.7, then every 0.4 s to 6.3 s
     assert layer.get(key) is None
-    assert isinstance(
-        TransactionLayer().receive(make_request("INVITE"), SOURCE, 0.0)[0], RequestReceived
-    )
-    assert InviteServerTransaction  # the layer builds these for INVITEs (checked above)
+    [received] = layer.receive(make_request("INVITE"), SOURCE, 0.0)
+    server = layer.get(received.key)
+    assert isinstance(server, InviteServerTransaction)
+    assert server.config.t1 == 0.1

@@ -116,9 +116,10 @@ class EndpointStats:
 class ClientTransactionHandle:
     """The TU's view of a client transaction: iterate it for responses.
 
-    ``async for response in handle`` yields provisional responses (up to a small buffer; older
-    unread ones are dropped and counted) and then the final response, and stops. If the
-    transaction fails first, iteration raises TransactionTimeout or TransportError.
+    ``async for response in handle`` yields provisional responses and then the final response,
+    and stops. Unread provisionals wait in a small buffer; while it is full, newer ones are
+    dropped and counted, but the final response is never lost. If the transaction fails first,
+    iteration raises TransactionTimeout or TransportError.
     """
 
     def __init__(
