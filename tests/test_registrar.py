@@ -1003,3 +1003,58 @@ def test_refresh_delay_is_before_expiry_and_not_immediate(expires):
     delay = refresh_delay(expires)
     assert expires / 2 <= delay < expires
     assert delay <= expires - min(5, expires / 2)
+
+
+client_step = st.tuples(
+    st.sampled_from([100, 200, 401, 407, 423, 403, 503]),
+    st.sampled_from(["n1", "n2", "n3"]),
+    st.booleans(),
+    st.sampled_from([None, "30", "1200", "x"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(client_step, max_size=25))
+def test_client_survives_any_response_sequence(steps):
+    client = make_client(expires=600)
+    request: Request | None = client.register()
+    seqs = [request.cseq.seq]
+    retries = 0
+    for status, nonce, stale, min_expires in steps:
+        if request is None:
+            if client.state is RegistrationState.REGISTERED:
+                request = client.on_timer(client.next_deadline())
+            else:
+                request = client.register()
+            assert request is not None
+            seqs.append(request.cseq.seq)
+            retries = 0
+        headers = []
+        if status == 401:
+            headers.append(www(nonce, stale=stale))
+        elif status == 407:
+            headers.append(("Proxy-Authenticate", www(nonce, stale=stale)[1]))
+        elif status == 423 and min_expires is not None:
+            headers.append(("Min-Expires", min_expires))
+        elif status == 200:
+            headers.append(("Contact", "<sip:alice@192.0.2.10:5062>;expires=300"))
+        outcome = client.on_response(make_reply(request, status, *headers), 0)
+        if isinstance(outcome, Request):
+            assert outcome.call_id == request.call_id
+            seqs.append(outcome.cseq.seq)
+            request = outcome
+            retries += 1
+            assert retries <= 4
+        elif outcome is None:
+            assert status == 100
+        else:
+            request = None
+            if isinstance(outcome, RegistrationSucceeded):
+                assert outcome.expires == 300
+                assert client.state is RegistrationState.REGISTERED
+                assert client.next_deadline() == refresh_delay(300)
+            else:
+                assert isinstance(outcome, RegistrationFailed) and outcome.status == status
+                assert client.state is RegistrationState.FAILED
+                assert client.next_deadline() is None
+    assert seqs == sorted(set(seqs))
