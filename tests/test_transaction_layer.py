@@ -344,20 +344,18 @@ def test_many_transactions_timers_in_order() -> None:
 
 
 def test_heap_stays_small_under_rescheduling() -> None:
-    layer = TransactionLayer()
-    received = layer.receive(make_request("INVITE"), SOURCE, 0.0)[0]
-    # every 2xx in Accepted re-arms nothing, but every retransmission re-settles
-    layer.send_response(received.key, make_response(received.request, 180), 0.0)
-    for i in range(1000):
-        layer.receive(make_request("OPTIONS", branch=f"z9hG4bK{i}"), SOURCE, 0.0)
-        layer.send_response(
-            attrs.evolve(received.key, method="OPTIONS", branch=f"z9hG4bK{i}"),
-            make_response(make_request("OPTIONS", branch=f"z9hG4bK{i}"), 200),
-            i * 0.001,
-        )
+    # every provisional moves Timer C later, leaving a stale heap entry behind
+    layer = TransactionLayer(TimerConfig(timer_c=180.0))
+    invite = make_request("INVITE")
+    key, _ = layer.send_request(invite, "d", 0.0, reliable=True)
+    ringing = copy(make_response(invite, 180, to_tag="t"))
+    for i in range(1, 5000):
+        layer.receive(ringing, SOURCE, i * 0.01)
     assert len(layer._heap) <= 2 * len(layer) + 64
-    drain(layer, 1000.0)
-    assert len(layer) == 1  # the INVITE, still waiting for its TU
+    assert layer.next_deadline() == pytest.approx(49.99 + 180.0)
+    assert layer.on_timer(229.0) == []
+    assert layer.on_timer(230.0) == [TimedOut(key, Timer.C), TransactionTerminated(key)]
+    assert layer._heap == [] or layer.next_deadline() is None
 
 
 # --- two layers over a lossy wire ----------------------------------------------------------------
