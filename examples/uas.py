@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import signal
 import sys
 
 import attrs
@@ -174,14 +175,24 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 async def serve(host: str, port: int, quiet: bool) -> None:
     transport = TransportLayer([("UDP", host, port), ("TCP", host, port)])
-    endpoint = SipEndpoint(transport)
-    async with trio.open_nursery() as nursery:
-        addresses = await nursery.start(endpoint.run)
-        uas = MinimalUas(endpoint, host)
-        await nursery.start(uas.run)
-        if not quiet:
-            for address in addresses:
-                print(f"listening on {address}", flush=True)
+    # Room for bursts: a request that finds the queue full is answered 503 by the endpoint.
+    endpoint = SipEndpoint(transport, incoming_capacity=2000, max_transactions=200_000)
+    uas = MinimalUas(endpoint, host)
+    try:
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(endpoint.run)
+            await nursery.start(uas.run)
+            if not quiet:
+                for address in addresses:
+                    print(f"listening on {address}", flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        # What a bench or an operator wants to know after a run: did anything get dropped?
+        print(f"uas: {uas.stats}; endpoint: {endpoint.stats}; transport: {transport.stats}; "
+              f"live transactions={len(endpoint.layer)} dialogs={uas.dialogs.count}", flush=True)
 
 
 def main() -> int:
@@ -191,10 +202,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO)
     host, port = parse_bind(args.bind)
-    try:
-        trio.run(serve, host, port, args.quiet)
-    except KeyboardInterrupt:
-        pass
+    trio.run(serve, host, port, args.quiet)
     return 0
 
 
