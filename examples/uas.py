@@ -175,8 +175,7 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 async def serve(host: str, port: int, quiet: bool) -> None:
     transport = TransportLayer([("UDP", host, port), ("TCP", host, port)])
-    # Room for bursts: a request that finds the queue full is answered 503 by the endpoint.
-    endpoint = SipEndpoint(transport, incoming_capacity=2000, max_transactions=200_000)
+    endpoint = SipEndpoint(transport)
     uas = MinimalUas(endpoint, host)
     try:
         async with trio.open_nursery() as nursery:

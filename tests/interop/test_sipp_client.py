@@ -2,13 +2,14 @@
 
 import secrets
 
+import pytest
 import trio
 
 from trio_voip.offer_answer import build_offer
 from trio_voip.sip import parse_message
 from trio_voip.sip.dialog import DialogConfirmed, DialogLayer, SendAck
 from trio_voip.sip.stack import SipEndpoint
-from trio_voip.sip.transaction import StrayResponse, TimerConfig
+from trio_voip.sip.transaction import ResponseReceived, TimerConfig
 from trio_voip.sip.transport import TransportLayer
 from trio_voip.testing.sipp import run_sipp
 
@@ -53,15 +54,19 @@ async def place_call(endpoint, dialogs, port, local_port, n, results):
 
 
 async def resend_acks(endpoint, dialogs, port):
-    # A retransmitted 2xx (our ACK was lost) gets the same ACK again (RFC 3261 13.2.2.4).
+    # A retransmitted 2xx (our ACK was lost) gets the same ACK again (RFC 3261 13.2.2.4); the
+    # INVITE transaction (RFC 6026 Accepted state) hands it over as a ResponseReceived.
     async for stray in endpoint.stray:
-        if isinstance(stray, StrayResponse):
+        if isinstance(stray, ResponseReceived):
             for event in dialogs.on_response(stray.response, trio.current_time()):
                 if isinstance(event, SendAck):
                     await endpoint.send_ack(event.request, "127.0.0.1", port)
 
 
-async def test_our_uac_calls_sipp_uas(sipp, unused_udp_port_pair):
+@pytest.mark.parametrize("loss", [0, 5])
+async def test_our_uac_calls_sipp_uas(sipp, unused_udp_port_pair, loss):
+    # With loss, SIPp drops 5% of what it sends and receives: our Timer A/E retransmissions
+    # and our re-ACK of retransmitted 2xx must carry every call through.
     sipp_port, _ = unused_udp_port_pair
     endpoint = SipEndpoint(TransportLayer([("UDP", "127.0.0.1", 0)]), config=CONFIG)
     dialogs = DialogLayer()
@@ -71,7 +76,8 @@ async def test_our_uac_calls_sipp_uas(sipp, unused_udp_port_pair):
 
         async def sipp_uas(task_status=trio.TASK_STATUS_IGNORED):
             uas.append(await run_sipp("uas", target=None, local_port=sipp_port, calls=CALLS,
-                                      timeout=60, task_status=task_status))
+                                      timeout=60, extra=["-lost", str(loss)],
+                                      task_status=task_status))
 
         await nursery.start(sipp_uas)
         addresses = await nursery.start(endpoint.run)

@@ -251,6 +251,11 @@ class SipEndpoint:
     Start with ``addresses = await nursery.start(endpoint.run)`` (it starts the transport and
     reports its local addresses); cancel it or call :meth:`aclose` to stop. Pending client
     handles then fail with TransactionError.
+
+    Sizing: a finished transaction lingers for up to 64*T1 (Timers J, L, M: 32 s) to absorb
+    retransmissions, so a steady N calls/s keeps about 64*N transactions alive; the default
+    ``max_transactions`` leaves room for ~1500 calls/s. ``incoming_capacity`` absorbs bursts
+    while the TU is busy (a request that finds it full is answered 503).
     """
 
     def __init__(
@@ -258,8 +263,8 @@ class SipEndpoint:
         transport: SipTransport,
         *,
         config: TimerConfig | None = None,
-        max_transactions: int = 10_000,
-        incoming_capacity: int = 100,
+        max_transactions: int = 100_000,
+        incoming_capacity: int = 1000,
         stray_capacity: int = 100,
         provisional_capacity: int = 8,
         stray_responses: bool = False,
