@@ -18,6 +18,8 @@ __all__ = [
     "OfferAnswerError",
     "DialogError",
     "RegistrarError",
+    "CallStateError",
+    "CallError",
 ]
 
 
@@ -122,3 +124,17 @@ class RegistrarError(TrioVoipError):
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+
+class CallStateError(TrioVoipError):
+    """A call was asked for something its state does not allow (answer an active call,
+    hold a ringing one), or a state change the call state table forbids."""
+
+
+class CallError(TrioVoipError):
+    """A call operation failed at the peer: the re-INVITE, INFO or REFER got a failure
+    response (``status``) or no answer at all (``status`` None)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

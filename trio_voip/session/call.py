@@ -1,0 +1,136 @@
+"""One call as the application sees it: :class:`CallSession`.
+
+Its state follows the table in :mod:`trio_voip.session.state`: every change goes through
+:meth:`CallSession._transition`, which checks it against ``TRANSITIONS`` (anything else raises
+:class:`~trio_voip.errors.CallStateError`) and returns the :class:`CallStateChanged` to
+report. The methods (``answer``, ``hangup``, ``hold``, ...) are carried out by the coordinator
+that owns the call; a CallSession is only ever made by a :class:`SessionCoordinator`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from trio_voip.errors import CallStateError
+from trio_voip.events import EventBus
+from trio_voip.offer_answer import NegotiatedMedia
+from trio_voip.sdp import SessionDescription
+from trio_voip.session.events import CallStateChanged, SessionEvent
+from trio_voip.session.state import TRANSITIONS, CallDirection, CallState, EndReason
+from trio_voip.sip.headers import NameAddr
+
+if TYPE_CHECKING:
+    from trio_voip.session.coordinator import SessionCoordinator
+
+__all__ = ["CallSession"]
+
+
+@attrs.define(eq=False)
+class CallSession:
+    """One call; see the module docstring. Attributes are read-only for the application.
+
+    ``local_sdp`` / ``remote_sdp`` are the last SDP each side sent, ``media`` the outcome of
+    the last completed offer/answer (None before one completes), ``rtp_port`` the local RTP
+    port advertised (released when the call ends).
+    """
+
+    id: str
+    direction: CallDirection
+    call_id: str
+    local_party: NameAddr
+    remote_party: NameAddr
+    _coordinator: SessionCoordinator = attrs.field(repr=False)
+    state: CallState = CallState.INITIATING
+    end_reason: EndReason | None = None
+    local_sdp: SessionDescription | None = None
+    remote_sdp: SessionDescription | None = None
+    media: NegotiatedMedia | None = None
+    rtp_port: int | None = None
+    created_at: float = attrs.field(factory=trio.current_time)
+    established_at: float | None = None
+    ended_at: float | None = None
+    local_hold: bool = False
+    remote_hold: bool = False
+    _bus: EventBus[SessionEvent] = attrs.field(factory=EventBus, repr=False)
+    _changed: trio.Event = attrs.field(factory=trio.Event, repr=False)
+
+    # -- state --
+
+    def _transition(self, new: CallState, reason: str = "") -> CallStateChanged:
+        """Move to ``new`` (checked against TRANSITIONS) and return the event to publish."""
+        old = self.state
+        if (old, new) not in TRANSITIONS:
+            raise CallStateError(f"call {self.id}: {old.name} -> {new.name} is not allowed")
+        self.state = new
+        now = trio.current_time()
+        if new.established and self.established_at is None:
+            self.established_at = now
+        if new is CallState.TERMINATED:
+            self.ended_at = now
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+        return CallStateChanged(self.id, old, new, reason)
+
+    @property
+    def duration(self) -> float:
+        """Seconds since the call was established (to its end, once over); 0 if never."""
+        if self.established_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else trio.current_time()
+        return end - self.established_at
+
+    async def wait_state(self, *states: CallState, timeout: float = math.inf) -> CallState:
+        """Wait until the call is in one of ``states`` (TERMINATED also ends the wait);
+        returns the state. Raises CallStateError on timeout."""
+        with trio.move_on_after(timeout):
+            while self.state not in states and self.state is not CallState.TERMINATED:
+                await self._changed.wait()
+            return self.state
+        raise CallStateError(f"call {self.id} still {self.state.name} after {timeout} s")
+
+    async def wait_ended(self) -> EndReason:
+        """Wait for the end of the call and return why it ended."""
+        await self.wait_state(CallState.TERMINATED)
+        assert self.end_reason is not None
+        return self.end_reason
+
+    def events(self, buffer: int = 100) -> trio.MemoryReceiveChannel[SessionEvent]:
+        """This call's events from now on; the channel ends when the call does."""
+        return self._bus.subscribe(buffer)
+
+    # -- actions (carried out by the coordinator) --
+
+    async def answer(self, sdp: SessionDescription | bytes | None = None) -> None:
+        """Answer a ringing incoming call with 200. ``sdp`` is the answer to send (e.g. the
+        other leg's SDP in a B2BUA); by default we answer the offer from our capabilities."""
+        await self._coordinator._answer(self, sdp)
+
+    async def reject(self, status: int = 486, reason: str | None = None) -> None:
+        """Refuse an incoming call that is not answered yet (default 486 Busy Here)."""
+        await self._coordinator._reject(self, status, reason)
+
+    async def hangup(self) -> None:
+        """End the call the way its state calls for: CANCEL an outgoing call still ringing,
+        480 for an incoming one, BYE once answered. Ending an ended call does nothing."""
+        await self._coordinator._hangup(self)
+
+    async def hold(self) -> None:
+        """Put the call on hold with a re-INVITE (our streams sendonly, RFC 3264 8.4)."""
+        await self._coordinator._hold(self, hold=True)
+
+    async def resume(self) -> None:
+        """Take the call off hold with a re-INVITE (sendrecv again)."""
+        await self._coordinator._hold(self, hold=False)
+
+    async def send_dtmf(self, digits: str, duration: int = 160) -> None:
+        """Send each digit as a SIP INFO (application/dtmf-relay), one after the other."""
+        await self._coordinator._send_dtmf(self, digits, duration)
+
+    async def transfer(self, target: str) -> None:
+        """Blind transfer (RFC 3515): REFER the peer to ``target``; progress arrives as
+        TransferProgress events, and a successful transfer ends this call (TRANSFERRED)."""
+        await self._coordinator._transfer(self, target)

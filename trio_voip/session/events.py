@@ -1,0 +1,71 @@
+"""Session events: what the coordinator reports about calls, as frozen values.
+
+They are published on the coordinator's :class:`~trio_voip.events.EventBus` (and each call's
+own bus); a subscriber that falls behind loses events rather than stalling calls.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from trio_voip.errors import TrioVoipError
+from trio_voip.session.state import CallState, EndReason
+
+__all__ = [
+    "CallStateChanged",
+    "CallEnded",
+    "DtmfReceived",
+    "TransferProgress",
+    "SessionEvent",
+]
+
+
+@attrs.frozen
+class CallStateChanged:
+    """Call ``session_id`` moved from ``old`` to ``new``; ``reason`` says why, in words."""
+
+    session_id: str
+    old: CallState
+    new: CallState
+    reason: str = ""
+
+
+@attrs.frozen
+class CallEnded:
+    """Call ``session_id`` is over (state TERMINATED); ``duration`` counts from ACTIVE, 0 if
+    it never got there."""
+
+    session_id: str
+    reason: EndReason
+    duration: float = 0.0
+
+
+def _dtmf_digit(_inst: object, _attr: object, value: str) -> None:
+    if len(value) != 1 or value.upper() not in "0123456789*#ABCD":
+        raise TrioVoipError(f"not a DTMF digit: {value!r}")
+
+
+@attrs.frozen
+class DtmfReceived:
+    """The peer sent a DTMF digit (SIP INFO, application/dtmf-relay); ``duration`` in ms."""
+
+    session_id: str
+    digit: str = attrs.field(validator=_dtmf_digit)
+    duration: int = 160
+
+
+@attrs.frozen
+class TransferProgress:
+    """Progress of a transfer (RFC 3515): ``status`` is the SIP status the NOTIFY's sipfrag
+    reported (100, 180, 200, 486, ...); ``final`` is True once it is 200 or above."""
+
+    session_id: str
+    status: int
+    reason: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.status >= 200
+
+
+SessionEvent = CallStateChanged | CallEnded | DtmfReceived | TransferProgress
