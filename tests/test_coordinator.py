@@ -122,3 +122,190 @@ async def test_call_answered_and_hung_up_by_caller(clock: trio.testing.MockClock
             (CallState.TERMINATING, CallState.TERMINATED),
         ]
         assert isinstance(seen[-1], CallEnded) and seen[-1].reason.kind is EndKind.LOCAL_HANGUP
+
+
+async def settle_and_check_empty(*coordinators: SessionCoordinator) -> None:
+    await trio.sleep(SETTLE)
+    for coordinator in coordinators:
+        assert coordinator.stats() == CoordinatorStats(0, 0, 0, 0, coordinator.stats().registrations, coordinator.stats().events_dropped)
+
+
+async def test_callee_hangs_up(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        (incoming,) = handler.incoming
+        await incoming.wait_state(CallState.ACTIVE, timeout=5)
+        await incoming.hangup()
+        assert incoming.end_reason is not None and incoming.end_reason.kind is EndKind.LOCAL_HANGUP
+        assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP
+        await settle_and_check_empty(a, b)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(486, EndKind.REJECTED), (603, EndKind.REJECTED), (480, EndKind.NO_ANSWER)],
+)
+async def test_rejected_call(clock: trio.testing.MockClock, status: int, kind: EndKind) -> None:
+    handler = Scripted(CallDecision.reject(status))
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        reason = await call.wait_ended()
+        assert (reason.kind, reason.status) == (kind, status)
+        (incoming,) = handler.incoming
+        assert incoming.end_reason is not None and incoming.end_reason.status == status
+        await settle_and_check_empty(a, b)
+
+
+async def test_forward_answers_302_with_contact(clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    handler = Scripted(CallDecision.forward("sip:carol@127.0.0.1:5080"))
+    async with pair(network, callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        reason = await call.wait_ended()
+        assert (reason.kind, reason.status) == (EndKind.REDIRECTED, 302)
+        (redirect,) = network.sent("SIP/2.0 302")
+        assert b"Contact: <sip:carol@127.0.0.1:5080>" in redirect.data
+        await settle_and_check_empty(a, b)
+
+
+async def test_deferred_call_rings_then_app_answers(clock: trio.testing.MockClock) -> None:
+    handler = Scripted(CallDecision.defer())
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        assert await call.wait_state(CallState.RINGING, timeout=5) is CallState.RINGING
+        (incoming,) = handler.incoming
+        assert incoming.state is CallState.RINGING
+        await trio.sleep(3)
+        assert call.state is CallState.RINGING
+        await incoming.answer()
+        assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+        assert await incoming.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+        await call.hangup()
+        await incoming.wait_ended()
+        await settle_and_check_empty(a, b)
+
+
+async def test_deferred_call_rejected_later_and_ring_timeout(clock: trio.testing.MockClock) -> None:
+    handler = Scripted(CallDecision.defer())
+    async with pair(callee=handler, callee_setup=lambda b: b.limits(ring_timeout=30)) as (a, b):
+        first = await a.make_call(BOB)
+        await first.wait_state(CallState.RINGING, timeout=5)
+        await handler.incoming[0].reject(603, "Decline")
+        assert (await first.wait_ended()).status == 603
+        second = await a.make_call(BOB)
+        reason = await second.wait_ended()
+        assert (reason.kind, reason.status) == (EndKind.NO_ANSWER, 480)
+        assert handler.incoming[1].end_reason is not None
+        assert handler.incoming[1].end_reason.kind is EndKind.NO_ANSWER
+        await settle_and_check_empty(a, b)
+
+
+async def test_caller_cancels_while_ringing(clock: trio.testing.MockClock) -> None:
+    handler = Scripted(CallDecision.defer())
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.RINGING, timeout=5)
+        await call.hangup()
+        assert call.end_reason is not None
+        assert (call.end_reason.kind, call.end_reason.status) == (EndKind.CANCELLED, 487)
+        (incoming,) = handler.incoming
+        assert (await incoming.wait_ended()).kind is EndKind.CANCELLED
+        await settle_and_check_empty(a, b)
+
+
+async def test_cancel_while_the_handler_is_still_deciding(clock: trio.testing.MockClock) -> None:
+    handler = Scripted(CallDecision.accept(), delay=10)
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await trio.sleep(1)  # 100 Trying has come: the CANCEL goes at once
+        await call.hangup()
+        assert call.end_reason is not None and call.end_reason.kind is EndKind.CANCELLED
+        (incoming,) = handler.incoming
+        assert (await incoming.wait_ended()).kind is EndKind.CANCELLED
+        await trio.sleep(15)  # the handler's late decision finds the call over
+        assert incoming.state is CallState.TERMINATED
+        await settle_and_check_empty(a, b)
+
+
+async def test_hold_and_resume(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        (incoming,) = handler.incoming
+        await incoming.wait_state(CallState.ACTIVE, timeout=5)
+        await call.hold()
+        assert call.state is CallState.ON_HOLD and call.local_hold
+        assert incoming.state is CallState.ON_HOLD and incoming.remote_hold
+        assert call.media is not None and not call.media.direction.receives
+        await call.resume()
+        assert call.state is CallState.ACTIVE and incoming.state is CallState.ACTIVE
+        assert call.media is not None and call.media.direction.receives
+        await call.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_dtmf_by_info(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        (incoming,) = handler.incoming
+        await incoming.wait_state(CallState.ACTIVE, timeout=5)
+        events = incoming.events()
+        await call.send_dtmf("12#")
+        digits = []
+        with trio.fail_after(5):
+            async for event in events:
+                if isinstance(event, DtmfReceived):
+                    digits.append((event.digit, event.duration))
+                    if len(digits) == 3:
+                        break
+        assert digits == [("1", 160), ("2", 160), ("#", 160)]
+        await call.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_subscriber_that_never_reads_does_not_block_calls(clock: trio.testing.MockClock) -> None:
+    async with pair(callee_setup=lambda b: b.limits(event_buffer=2)) as (a, b):
+        stuck = b.subscribe_to_session_events()  # never read
+        for _ in range(3):
+            call = await a.make_call(BOB)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            await call.hangup()
+        await settle_and_check_empty(a, b)
+        assert b.stats().events_dropped > 0
+        assert len([stuck.receive_nowait() for _ in range(2)]) == 2
+
+
+async def test_no_ack_ends_the_call_with_bye(clock: trio.testing.MockClock) -> None:
+    # Every ACK the caller sends is lost: the callee gives up after 64*T1 and sends BYE.
+    network = MemoryNetwork(drop=lambda p: p.first_line.startswith("ACK"))
+    handler = Scripted()
+    async with pair(network, callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        (incoming,) = handler.incoming
+        start = trio.current_time()
+        reason = await incoming.wait_ended()
+        assert reason.kind is EndKind.NO_ACK
+        assert trio.current_time() - start == pytest.approx(64 * 0.5, abs=1)
+        assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP
+        assert network.sent("BYE")
+        await settle_and_check_empty(a, b)
+
+
+async def test_malformed_sdp_is_refused_and_other_calls_go_on(clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    handler = Scripted()
+    async with pair(network, callee=handler) as (a, b):
+        bad = await a.make_call(BOB, sdp=b"v=0\r\nthis is not sdp\r\n")
+        reason = await bad.wait_ended()
+        assert reason.status == 400 and reason.kind is EndKind.REJECTED
+        assert handler.incoming == []
+        good = await a.make_call(BOB)
+        assert await good.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+        await good.hangup()
+        await settle_and_check_empty(a, b)

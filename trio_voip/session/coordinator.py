@@ -356,7 +356,8 @@ class SessionCoordinator:
         address the registration came from). Returns once the INVITE is sent; follow the
         call through its state and events. ``sdp`` is the offer (default: ours, on a fresh
         RTP port); ``destination`` = (host, port, transport) overrides where it is sent;
-        ``credentials`` (default: the configured ones) answer a 401/407."""
+        ``credentials`` (default: the configured ones) answer a 401/407. ``sdp`` as bytes
+        is sent as is (``b""``: no offer; the peer offers in its 2xx, we answer in the ACK)."""
         self._check_running()
         if len(self._calls) >= self.config.max_calls:
             raise CallError("too many calls", status=503)
@@ -372,17 +373,22 @@ class SessionCoordinator:
         legs = _CallLegs(transport=where[2], destination=where)
         call = self._new_call(CallDirection.OUTGOING, call_id, local, remote, legs)
         try:
-            if sdp is None:
+            if sdp is None or sdp == b"":
                 call.rtp_port = self.ports.allocate()
-                offer = build_offer(
+            if sdp is None:
+                sdp = build_offer(
                     address=self._media_host,
                     port=call.rtp_port,
                     codecs=config.codecs,
                     session_id=legs.session_id,
                 )
-            else:
-                offer = sdp if isinstance(sdp, SessionDescription) else parse_sdp(sdp)
-            call.local_sdp = offer
+            body = bytes(sdp)
+            if isinstance(sdp, SessionDescription):
+                call.local_sdp = sdp
+            elif body:
+                # Passed through as given; kept as our SDP only if we can read it.
+                with contextlib.suppress(SdpError):
+                    call.local_sdp = parse_sdp(body)
             h = Headers()
             h.add("Via", f"SIP/2.0/{where[2]} 0.0.0.0;branch={new_branch()}")
             h.add("Max-Forwards", "70")
@@ -396,8 +402,9 @@ class SessionCoordinator:
             h.add("User-Agent", config.user_agent)
             for name, value in headers:
                 h.add(name, value)
-            h.add("Content-Type", SDP)
-            invite = self.dialogs.start_uac(Request("INVITE", uri, h, bytes(offer)))
+            if body:
+                h.add("Content-Type", SDP)
+            invite = self.dialogs.start_uac(Request("INVITE", uri, h, body))
             legs.invite = invite
             client = credentials or config.credentials
             auth = DigestClient(*client) if client is not None else None
