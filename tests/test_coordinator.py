@@ -17,6 +17,8 @@ from trio_voip import (
     CallState,
     CallStateChanged,
     DtmfReceived,
+    TransferProgress,
+    TrioVoipError,
     EndKind,
     SessionCoordinator,
     SessionManagerBuilder,
@@ -309,3 +311,203 @@ async def test_malformed_sdp_is_refused_and_other_calls_go_on(clock: trio.testin
         assert await good.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
         await good.hangup()
         await settle_and_check_empty(a, b)
+
+
+def secured(b: SessionManagerBuilder) -> None:
+    b.user("alice", "wonderland").require_auth(invite=True, register=True)
+
+
+async def test_digest_auth_on_invite(clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    handler = Scripted()
+    async with pair(
+        network,
+        callee=handler,
+        caller_setup=lambda b: b.credentials("alice", "wonderland"),
+        callee_setup=secured,
+    ) as (a, b):
+        call = await a.make_call(BOB, from_user="alice")
+        assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+        assert len(network.sent("SIP/2.0 401")) == 1
+        (authorized,) = [p for p in network.sent("INVITE") if b"Authorization: Digest" in p.data]
+        assert b'username="alice"' in authorized.data
+        await call.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_wrong_or_missing_credentials_are_refused(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler, callee_setup=secured) as (a, b):
+        anonymous = await a.make_call(BOB)
+        assert (await anonymous.wait_ended()).status == 401
+        wrong = await a.make_call(BOB, credentials=("alice", "looking-glass"))
+        assert (await wrong.wait_ended()).status == 401
+        assert handler.incoming == []
+        right = await a.make_call(BOB, credentials=("alice", "wonderland"))
+        assert await right.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+        await right.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_register_then_call_the_user_by_name(clock: trio.testing.MockClock) -> None:
+    """Bob's phone (coordinator B) registers with A; A calls "bob" and reaches B."""
+    from trio_voip.sip.message import Request
+    from trio_voip.sip.headers import Headers
+    from trio_voip.sip.uri import parse_uri
+    from trio_voip.sip.transaction import new_branch
+
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        h = Headers()
+        h.add("Via", f"SIP/2.0/UDP 127.0.0.1:5070;branch={new_branch()}")
+        h.add("Max-Forwards", "70")
+        h.add("From", "<sip:bob@127.0.0.1>;tag=r1")
+        h.add("To", "<sip:bob@127.0.0.1>")
+        h.add("Call-ID", "reg-1@127.0.0.1")
+        h.add("CSeq", "1 REGISTER")
+        h.add("Contact", "<sip:bob@127.0.0.1:5070>")
+        h.add("Expires", "600")
+        register = Request("REGISTER", parse_uri("sip:127.0.0.1"), h)
+        handle = await b.endpoint.request(register, *A)
+        assert (await handle.final_response()).status == 200
+        assert a.stats().registrations == 1
+        call = await a.make_call("bob")
+        assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+        assert len(handler.incoming) == 1
+        await call.hangup()
+        with pytest.raises(TrioVoipError):
+            await a.make_call("nobody")
+        await settle_and_check_empty(a, b)
+
+
+async def test_options_and_unknown_dialog(clock: trio.testing.MockClock) -> None:
+    from trio_voip.sip.headers import Headers
+    from trio_voip.sip.message import Request
+    from trio_voip.sip.transaction import new_branch
+    from trio_voip.sip.uri import parse_uri
+
+    def request(method: str, to_tag: str | None = None) -> Request:
+        h = Headers()
+        h.add("Via", f"SIP/2.0/UDP 127.0.0.1:5060;branch={new_branch()}")
+        h.add("Max-Forwards", "70")
+        h.add("From", "<sip:a@127.0.0.1>;tag=f1")
+        h.add("To", "<sip:bob@127.0.0.1>" + (f";tag={to_tag}" if to_tag else ""))
+        h.add("Call-ID", f"{method}-x@127.0.0.1")
+        h.add("CSeq", f"1 {method}")
+        return Request(method, parse_uri(BOB), h)
+
+    async with pair() as (a, b):
+        ok = await (await a.endpoint.request(request("OPTIONS"), *B)).final_response()
+        assert ok.status == 200 and "INVITE" in (ok.headers.get("Allow") or "")
+        assert "application/sdp" in (ok.headers.get("Accept") or "")
+        unknown = await (await a.endpoint.request(request("BYE", "nope"), *B)).final_response()
+        assert unknown.status == 481
+        odd = await (await a.endpoint.request(request("SUBSCRIBE"), *B)).final_response()
+        assert odd.status == 405
+
+
+async def test_shutdown_hangs_up_live_calls(clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    handler = Scripted()
+    a_builder = builder(network, A)
+    async with builder(network, B, handler).build() as b:
+        async with a_builder.build() as a:
+            call = await a.make_call(BOB)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+        assert call.end_reason is not None and call.end_reason.kind is EndKind.LOCAL_HANGUP
+        assert (await handler.incoming[0].wait_ended()).kind is EndKind.REMOTE_HANGUP
+        assert network.sent("BYE")
+        await settle_and_check_empty(b)
+        assert a.stats().rtp_ports == 0 and a.stats().calls == 0
+
+
+async def test_session_timer_expiry_ends_the_call(clock: trio.testing.MockClock) -> None:
+    """Both ask for 90 s session timers; the refreshes never arrive: the call ends after
+    the interval (RFC 4028 10) with BYE."""
+    from trio_voip.sip.session_timer import SessionTimerConfig
+
+    network = MemoryNetwork(drop=lambda p: p.first_line.startswith(("UPDATE", "INVITE sip:trio")))
+    config = SessionTimerConfig(min_se=90, session_expires=90, refresher="uac")
+    handler = Scripted()
+    async with pair(
+        network,
+        callee=handler,
+        caller_setup=lambda b: b.session_timers(config=config),
+        callee_setup=lambda b: b.session_timers(config=config),
+    ) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        (incoming,) = handler.incoming
+        start = trio.current_time()
+        reason = await incoming.wait_ended()
+        assert reason.kind is EndKind.SESSION_EXPIRED
+        assert 60 <= trio.current_time() - start <= 90
+        # The refresher also sees its refreshes go unanswered, and ends too.
+        assert (await call.wait_ended()).kind is not EndKind.LOCAL_HANGUP
+        await settle_and_check_empty(a, b)
+
+
+async def test_offerless_invite_is_answered_in_the_ack(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB, sdp=b"")
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        (incoming,) = handler.incoming
+        await incoming.wait_state(CallState.ACTIVE, timeout=5)
+        assert incoming.media is not None and call.media is not None
+        assert incoming.media.remote_port == call.rtp_port
+        await call.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_blind_transfer(clock: trio.testing.MockClock) -> None:
+    """A calls B; A transfers B to C; B calls C, reports progress, and the A-B call ends."""
+    network = MemoryNetwork()
+    b_handler, c_handler = Scripted(), Scripted()
+    async with (
+        builder(network, A).build() as a,
+        builder(network, B, b_handler).build() as b,
+        builder(network, ("127.0.0.1", 5080), c_handler).build() as c,
+    ):
+        events = a.subscribe_to_session_events()
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        await b_handler.incoming[0].wait_state(CallState.ACTIVE, timeout=5)
+        await call.transfer("sip:carol@127.0.0.1:5080")
+        reason = await call.wait_ended()
+        assert reason.kind is EndKind.TRANSFERRED
+        (to_carol,) = c_handler.incoming
+        assert await to_carol.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+        progress = []
+        while True:
+            try:
+                event = events.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if isinstance(event, TransferProgress):
+                progress.append(event.status)
+        assert progress[-1] == 200
+        await to_carol.hangup()
+        await settle_and_check_empty(a, b, c)
+
+
+async def test_real_sockets_port_zero() -> None:
+    """Two coordinators on 127.0.0.1 with real UDP/TCP sockets on ephemeral ports."""
+    from trio_voip.sip.transaction import TimerConfig
+
+    fast = TimerConfig(t1=0.02, t2=0.2, t4=0.1, timer_d_unreliable=0.2)
+    handler = Scripted()
+    callee = SessionManagerBuilder().listen("127.0.0.1", 0).timers(fast).handler(handler)
+    caller = SessionManagerBuilder().listen("127.0.0.1", 0).timers(fast)
+    with trio.fail_after(10):
+        async with callee.build() as b, caller.build() as a:
+            assert b.port("UDP") != 0 and b.port("TCP") != 0
+            for transport in ("UDP", "TCP"):
+                call = await a.make_call(
+                    f"sip:bob@127.0.0.1:{b.port(transport)};transport={transport.lower()}"
+                )
+                assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+                await call.hangup()
+                await handler.incoming[-1].wait_ended()
+            await trio.sleep(64 * 0.02 + 0.5)
+            assert empty(a) and empty(b)
