@@ -1,5 +1,15 @@
-"""Test tools that ship with trio-voip (hypothesis strategies for SIP values and messages)."""
+"""Test tools that ship with trio-voip: hypothesis strategies for SIP and SDP, an in-memory
+SIP network for deterministic tests, and a bounded SIPp runner for interop tests."""
 
+from trio_voip.testing.network import MemoryNetwork, MemoryTransport, Packet
+from trio_voip.testing.sdp_strategies import (
+    audio_offers,
+    media_descriptions,
+    mutated_sdp_bytes,
+    sdp_bytes,
+    session_descriptions,
+)
+from trio_voip.testing.sipp import SippResult, run_sipp
 from trio_voip.testing.strategies import (
     absolute_uris,
     call_ids,
@@ -20,6 +30,16 @@ from trio_voip.testing.strategies import (
 )
 
 __all__ = [
+    "MemoryNetwork",
+    "MemoryTransport",
+    "Packet",
+    "SippResult",
+    "run_sipp",
+    "audio_offers",
+    "media_descriptions",
+    "mutated_sdp_bytes",
+    "sdp_bytes",
+    "session_descriptions",
     "absolute_uris",
     "call_ids",
     "contacts",
