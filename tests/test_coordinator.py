@@ -511,3 +511,89 @@ async def test_real_sockets_port_zero() -> None:
                 await handler.incoming[-1].wait_ended()
             await trio.sleep(64 * 0.02 + 0.5)
             assert empty(a) and empty(b)
+
+
+async def test_call_limit_and_failing_handler(clock: trio.testing.MockClock) -> None:
+    class Broken(Scripted):
+        async def on_incoming_call(self, call: CallSession) -> CallDecision:
+            if call.invite is not None and call.invite.uri.user == "boom":  # type: ignore[union-attr]
+                raise RuntimeError("handler bug")
+            return await super().on_incoming_call(call)
+
+    handler = Broken()
+    async with pair(callee=handler, callee_setup=lambda b: b.limits(max_calls=1)) as (a, b):
+        boom = await a.make_call("sip:boom@127.0.0.1:5070")
+        assert (await boom.wait_ended()).status == 500
+        first = await a.make_call(BOB)
+        await first.wait_state(CallState.ACTIVE, timeout=5)
+        second = await a.make_call(BOB)
+        assert (await second.wait_ended()).status == 503
+        assert first.state is CallState.ACTIVE
+        await first.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_out_of_order_cseq_is_refused_and_the_call_goes_on(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        await call.send_dtmf("5")
+        (dialog,) = list(a.dialogs)
+        stale = a.dialogs.new_request(dialog.id, "INFO")
+        stale.headers.set("CSeq", f"{stale.cseq.seq - 5} INFO")
+        response = await (await a.endpoint.request(stale, *B)).final_response()
+        assert response.status == 500
+        await call.send_dtmf("6")  # the dialog still works
+        assert handler.incoming[0].state is CallState.ACTIVE
+        await call.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_b2bua_passes_sdp_through(clock: trio.testing.MockClock) -> None:
+    """B answers A only once C answers B, with C's SDP; A's offer reaches C unchanged."""
+    network = MemoryNetwork()
+    c_handler = Scripted()
+
+    class Bridge(CallHandler):
+        def __init__(self) -> None:
+            self.outgoing: list[CallSession] = []
+
+        async def on_incoming_call(self, call: CallSession) -> CallDecision:
+            assert call.remote_sdp is not None
+            out = await b.make_call("sip:carol@127.0.0.1:5080", sdp=call.remote_sdp)
+            self.outgoing.append(out)
+            if await out.wait_state(CallState.ACTIVE) is CallState.ACTIVE:
+                return CallDecision.accept(sdp=out.remote_sdp)
+            assert out.end_reason is not None
+            return CallDecision.reject(out.end_reason.status or 480)
+
+    bridge = Bridge()
+    async with (
+        builder(network, A).build() as a,
+        builder(network, B, bridge).build() as b,
+        builder(network, ("127.0.0.1", 5080), c_handler).build() as c,
+    ):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        (at_carol,) = c_handler.incoming
+        await at_carol.wait_state(CallState.ACTIVE, timeout=5)
+        assert call.media is not None and at_carol.media is not None
+        # media flows A <-> C directly: each side sees the other's RTP port
+        assert call.media.remote_port == at_carol.rtp_port
+        assert at_carol.media.remote_port == call.rtp_port
+        assert b.stats().rtp_ports == 0  # B advertised nothing of its own
+        await call.hangup()
+        await bridge.outgoing[0].hangup()
+        await settle_and_check_empty(a, b, c)
+
+
+async def test_handler_hears_about_calls_ended_by_shutdown(clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    handler = Scripted()
+    async with builder(network, A).build() as a:
+        async with builder(network, B, handler).build():
+            call = await a.make_call(BOB)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+        assert [c for c, _ in handler.ended] == handler.incoming
+        assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP

@@ -22,6 +22,7 @@ from trio_voip.sdp import SessionDescription
 from trio_voip.session.events import CallStateChanged, SessionEvent
 from trio_voip.session.state import TRANSITIONS, CallDirection, CallState, EndReason
 from trio_voip.sip.headers import NameAddr
+from trio_voip.sip.message import Request
 
 if TYPE_CHECKING:
     from trio_voip.session.coordinator import SessionCoordinator
@@ -35,7 +36,9 @@ class CallSession:
 
     ``local_sdp`` / ``remote_sdp`` are the last SDP each side sent, ``media`` the outcome of
     the last completed offer/answer (None before one completes), ``rtp_port`` the local RTP
-    port advertised (released when the call ends).
+    port advertised (released when the call ends; None while we advertise none, e.g. when
+    a B2BUA passes the other leg's SDP through). ``invite`` is the initial INVITE (received
+    or sent), for its headers.
     """
 
     id: str
@@ -50,6 +53,7 @@ class CallSession:
     remote_sdp: SessionDescription | None = None
     media: NegotiatedMedia | None = None
     rtp_port: int | None = None
+    invite: Request | None = None
     created_at: float = attrs.field(factory=trio.current_time)
     established_at: float | None = None
     ended_at: float | None = None

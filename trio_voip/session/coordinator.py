@@ -257,6 +257,8 @@ class SessionCoordinator:
         self._stack: contextlib.AsyncExitStack | None = None
         self._wakeup = trio.Event()
         self._next_id = 0
+        self._callbacks_running = 0
+        self._callbacks_idle = trio.Event()
 
     # -- lifecycle --
 
@@ -298,6 +300,10 @@ class SessionCoordinator:
                     nursery.start_soon(self._quiet_hangup, call)
         for call in list(self._calls.values()):
             self._end(call, EndReason(EndKind.LOCAL_HANGUP, detail="coordinator shut down"))
+        # Let the handler hear about the calls just ended (on_call_ended) before we stop.
+        with trio.move_on_after(self.config.shutdown_timeout):
+            while self._callbacks_running:
+                await self._callbacks_idle.wait()
         self._bus.close()
 
     async def _quiet_hangup(self, call: CallSession) -> None:
@@ -405,7 +411,7 @@ class SessionCoordinator:
             if body:
                 h.add("Content-Type", SDP)
             invite = self.dialogs.start_uac(Request("INVITE", uri, h, body))
-            legs.invite = invite
+            legs.invite = call.invite = invite
             client = credentials or config.credentials
             auth = DigestClient(*client) if client is not None else None
             await self._nursery_start(self._outgoing_call, call, auth)
@@ -537,10 +543,16 @@ class SessionCoordinator:
             self._spawn(self._callback, self.handler.on_call_ended, call, reason)
 
     async def _callback(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self._callbacks_running += 1
         try:
             await fn(*args)
         except Exception:
             logger.exception("call handler %s failed", getattr(fn, "__name__", fn))
+        finally:
+            self._callbacks_running -= 1
+            if not self._callbacks_running:
+                self._callbacks_idle.set()
+                self._callbacks_idle = trio.Event()
 
     def _kick(self) -> None:
         self._wakeup.set()
@@ -797,11 +809,7 @@ class SessionCoordinator:
         call.remote_sdp = offer
         self._by_dialog[dialog.id] = call
         self._by_invite[handle.key] = call
-        try:
-            call.rtp_port = self.ports.allocate()
-        except TrioVoipError:
-            await self._final(call, 503, None, EndReason(EndKind.FAILED, 503, "no RTP port free"))
-            return
+        call.invite = request
         self._spawn(self._incoming_call, call)
 
     async def _incoming_call(self, call: CallSession) -> None:
@@ -820,7 +828,11 @@ class SessionCoordinator:
             await self._apply(call, decision)
         except TrioVoipError as exc:
             logger.info("call %s: applying %s failed: %s", call.id, decision.kind.value, exc)
-            self._end(call, EndReason(EndKind.FAILED, detail=str(exc)))
+            failure = EndReason(EndKind.FAILED, 500, str(exc))
+            if legs.final_sent or not call.state.live:
+                self._end(call, failure)
+            else:
+                await self._final(call, 500, None, failure)
 
     async def _apply(self, call: CallSession, decision: CallDecision) -> None:
         legs = self._legs[call.id]
@@ -894,6 +906,13 @@ class SessionCoordinator:
 
     async def _answer(self, call: CallSession, sdp: SessionDescription | bytes | None) -> None:
         legs = self._incoming_unanswered(call)
+        if sdp is None and call.rtp_port is None:
+            # Our own SDP needs a port of ours (an SDP passed through does not).
+            try:
+                call.rtp_port = self.ports.allocate()
+            except TrioVoipError:
+                await self._final(call, 503, None, EndReason(EndKind.FAILED, 503, "no RTP port"))
+                return
         try:
             if sdp is not None:
                 local = sdp if isinstance(sdp, SessionDescription) else parse_sdp(sdp)
