@@ -20,6 +20,11 @@ __all__ = [
     "RegistrarError",
     "CallStateError",
     "CallError",
+    "BridgeError",
+    "UnknownBridge",
+    "UnknownSession",
+    "SessionAlreadyBridged",
+    "SessionNotActive",
 ]
 
 
@@ -138,3 +143,32 @@ class CallError(TrioVoipError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class BridgeError(TrioVoipError):
+    """A bridge operation its state does not allow (bridging a session with itself, removing a
+    participant for a reason only the bridge itself may give). ``bridge_id`` and ``session_id``
+    name what was involved, when known, so an API can answer with the right error."""
+
+    def __init__(
+        self, message: str, *, bridge_id: str | None = None, session_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.bridge_id = bridge_id
+        self.session_id = session_id
+
+
+class UnknownBridge(BridgeError):
+    """No live bridge has this id (never created, or already destroyed)."""
+
+
+class UnknownSession(BridgeError):
+    """The session is not a participant of the bridge it was named with."""
+
+
+class SessionAlreadyBridged(BridgeError):
+    """The session already takes part in a bridge (``bridge_id``); a session is in at most one."""
+
+
+class SessionNotActive(BridgeError):
+    """Only an active (answered, not ended) session can join a bridge."""
