@@ -476,6 +476,7 @@ async def test_blind_transfer(clock: trio.testing.MockClock) -> None:
         await call.transfer("sip:carol@127.0.0.1:5080")
         reason = await call.wait_ended()
         assert reason.kind is EndKind.TRANSFERRED
+        assert (await b_handler.incoming[0].wait_ended()).kind is EndKind.TRANSFERRED
         (to_carol,) = c_handler.incoming
         assert await to_carol.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
         progress = []
@@ -597,3 +598,39 @@ async def test_handler_hears_about_calls_ended_by_shutdown(clock: trio.testing.M
             await call.wait_state(CallState.ACTIVE, timeout=5)
         assert [c for c, _ in handler.ended] == handler.incoming
         assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP
+
+
+async def test_attended_transfer_with_replaces(clock: trio.testing.MockClock) -> None:
+    """A talks to B and to C; A transfers B to C replacing A-C: B and C end up talking."""
+    network = MemoryNetwork()
+    b_handler, c_handler = Scripted(), Scripted()
+    async with (
+        builder(network, A).build() as a,
+        builder(network, B, b_handler).build() as b,
+        builder(network, ("127.0.0.1", 5080), c_handler).build() as c,
+    ):
+        to_bob = await a.make_call(BOB)
+        to_carol = await a.make_call("sip:carol@127.0.0.1:5080")
+        for call in (to_bob, to_carol):
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+        (carol_leg,) = c_handler.incoming
+        await carol_leg.wait_state(CallState.ACTIVE, timeout=5)
+        await to_bob.transfer("sip:carol@127.0.0.1:5080", replaces=to_carol)
+        assert (await to_bob.wait_ended()).kind is EndKind.TRANSFERRED
+        assert (await to_carol.wait_ended()).kind is EndKind.TRANSFERRED
+        assert (await carol_leg.wait_ended()).kind is EndKind.TRANSFERRED
+        assert c_handler.incoming == [carol_leg]  # not asked about the replacing call
+        live = c.calls
+        assert len(live) == 1 and live[0].replaces == carol_leg.id
+        assert live[0].state is CallState.ACTIVE
+        (bob_side,) = [x for x in b.calls if x.direction.value == "outgoing"]
+        assert bob_side.state is CallState.ACTIVE
+        await bob_side.hangup()
+        await settle_and_check_empty(a, b, c)
+
+
+async def test_replaces_naming_no_call_is_refused(clock: trio.testing.MockClock) -> None:
+    async with pair() as (a, b):
+        call = await a.make_call(BOB, headers=[("Replaces", "nope@x;to-tag=1;from-tag=2")])
+        assert (await call.wait_ended()).status == 481
+        await settle_and_check_empty(a, b)

@@ -23,6 +23,7 @@ from trio_voip.session.events import CallStateChanged, SessionEvent
 from trio_voip.session.state import TRANSITIONS, CallDirection, CallState, EndReason
 from trio_voip.sip.headers import NameAddr
 from trio_voip.sip.message import Request
+from trio_voip.sip.uri import Uri
 
 if TYPE_CHECKING:
     from trio_voip.session.coordinator import SessionCoordinator
@@ -38,7 +39,8 @@ class CallSession:
     the last completed offer/answer (None before one completes), ``rtp_port`` the local RTP
     port advertised (released when the call ends; None while we advertise none, e.g. when
     a B2BUA passes the other leg's SDP through). ``invite`` is the initial INVITE (received
-    or sent), for its headers.
+    or sent), for its headers. ``replaces`` is the id of the call this one took over
+    (an incoming INVITE with Replaces, RFC 3891).
     """
 
     id: str
@@ -54,6 +56,7 @@ class CallSession:
     media: NegotiatedMedia | None = None
     rtp_port: int | None = None
     invite: Request | None = None
+    replaces: str | None = None
     created_at: float = attrs.field(factory=trio.current_time)
     established_at: float | None = None
     ended_at: float | None = None
@@ -134,7 +137,11 @@ class CallSession:
         """Send each digit as a SIP INFO (application/dtmf-relay), one after the other."""
         await self._coordinator._send_dtmf(self, digits, duration)
 
-    async def transfer(self, target: str) -> None:
-        """Blind transfer (RFC 3515): REFER the peer to ``target``; progress arrives as
-        TransferProgress events, and a successful transfer ends this call (TRANSFERRED)."""
-        await self._coordinator._transfer(self, target)
+    async def transfer(self, target: str | Uri, *, replaces: CallSession | None = None) -> None:
+        """Transfer the peer to ``target`` with REFER (RFC 3515). Blind by default; with
+        ``replaces`` (our established call to ``target``) it is an attended transfer: the
+        peer's INVITE to the target carries Replaces (RFC 3891) and takes that call over.
+        Returns once the REFER is accepted; progress arrives as TransferProgress events,
+        and success ends this call (and ``replaces``) as TRANSFERRED. Raises CallError if
+        the peer refuses the REFER."""
+        await self._coordinator._transfer(self, target, replaces)

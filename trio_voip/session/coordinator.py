@@ -39,6 +39,7 @@ from trio_voip.events import EventBus
 from trio_voip.offer_answer import (
     LocalCapabilities,
     answer_offer,
+    NegotiatedMedia,
     build_offer,
     hold_offer,
     is_hold,
@@ -102,8 +103,8 @@ _ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER, NOTIFY, REGIST
 _SUPPORTED = "timer, replaces, norefersub"
 _POLICY = UasPolicy(
     allowed_methods=frozenset(
-        {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "REFER", "NOTIFY",
-         "PRACK", "REGISTER"}
+        {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "REFER", "NOTIFY"}
+        | {"PRACK", "REGISTER"}
     ),
     accepted_content_types=frozenset(
         {SDP, DTMF_RELAY, "application/dtmf", "message/sipfrag"}
@@ -244,9 +245,7 @@ class SessionCoordinator:
         self.registrar = reg.Registrar(
             domains=[config.domain, *config.domains, config.public_host],
             authenticator=self.authenticator if config.auth_register else None,
-            users=(lambda aor: aor.split(":", 1)[-1].split("@", 1)[0] in config.users)
-            if config.users
-            else None,
+            users=self._is_user if config.users else None,
         )
         self._calls: dict[str, CallSession] = {}
         self._legs: dict[str, _CallLegs] = {}
@@ -259,6 +258,11 @@ class SessionCoordinator:
         self._next_id = 0
         self._callbacks_running = 0
         self._callbacks_idle = trio.Event()
+
+    def _is_user(self, aor: str) -> bool:
+        """Whether a canonical AOR (``sip:user@domain``) names one of our users."""
+        user = aor.partition(":")[2].partition("@")[0]
+        return user in self.config.users
 
     # -- lifecycle --
 
@@ -331,7 +335,9 @@ class SessionCoordinator:
         """The live calls."""
         return list(self._calls.values())
 
-    def subscribe_to_session_events(self, buffer: int | None = None) -> trio.MemoryReceiveChannel[SessionEvent]:
+    def subscribe_to_session_events(
+        self, buffer: int | None = None
+    ) -> trio.MemoryReceiveChannel[SessionEvent]:
         """Every call's events from now on. A subscriber that falls ``buffer`` events behind
         loses the newest ones (counted in ``stats().events_dropped``); calls never wait."""
         return self._bus.subscribe(buffer or self.config.event_buffer)
@@ -675,7 +681,8 @@ class SessionCoordinator:
             now = trio.current_time()
             try:
                 if isinstance(stray, StrayAck | AckReceived):
-                    await self._on_in_dialog(None, stray.request, self.dialogs.on_request(stray.request, now))
+                    events = self.dialogs.on_request(stray.request, now)
+                    await self._on_in_dialog(None, stray.request, events)
                 elif isinstance(stray, StrayResponse | ResponseReceived):
                     await self._dialog_events(self.dialogs.on_response(stray.response, now))
             except TrioVoipError as exc:
@@ -774,6 +781,14 @@ class SessionCoordinator:
         if denial is not None:
             await handle.respond(denial)
             return
+        replaced = None
+        replaces = request.headers.get("Replaces")
+        if replaces is not None:
+            replaced = self._replaced_call(replaces)
+            if replaced is None:
+                # RFC 3891 3: no such confirmed dialog (or not one we can replace).
+                await handle.respond(make_response(request, 481, to_tag=secrets.token_hex(6)))
+                return
         if len(self._calls) >= self.config.max_calls:
             await handle.respond(make_response(request, 503, to_tag=secrets.token_hex(6)))
             return
@@ -793,8 +808,8 @@ class SessionCoordinator:
             dialog = self.dialogs.create_uas(
                 request, secrets.token_hex(6), self._contact(user, transport)
             )
-        except DialogError as exc:
-            await handle.respond(make_response(request, 400, "Missing Contact" if "Contact" in str(exc) else "Bad Request"))
+        except DialogError:  # no Contact (the only way a fresh INVITE fails here)
+            await handle.respond(make_response(request, 400, "Missing Contact"))
             return
         legs = _CallLegs(
             transport=transport,
@@ -810,7 +825,39 @@ class SessionCoordinator:
         self._by_dialog[dialog.id] = call
         self._by_invite[handle.key] = call
         call.invite = request
-        self._spawn(self._incoming_call, call)
+        if replaced is not None:
+            call.replaces = replaced.id
+            self._spawn(self._replacing_call, call, replaced)
+        else:
+            self._spawn(self._incoming_call, call)
+
+    def _replaced_call(self, value: str) -> CallSession | None:
+        """The established call a Replaces value (``call-id;to-tag=..;from-tag=..``) names."""
+        call_id, _, rest = value.partition(";")
+        tags = {}
+        for param in rest.split(";"):
+            name, _, tag = param.partition("=")
+            tags[name.strip().lower()] = tag.strip()
+        to_tag, from_tag = tags.get("to-tag"), tags.get("from-tag")
+        if not call_id.strip() or not to_tag or from_tag is None:
+            return None
+        call = self._by_dialog.get(DialogId(call_id.strip(), to_tag, from_tag))
+        return call if call is not None and call.state.established else None
+
+    async def _replacing_call(self, call: CallSession, replaced: CallSession) -> None:
+        """An INVITE with Replaces (RFC 3891): it takes over an established call, so it is
+        answered without asking the handler, and the old call ends (BYE) once it is up."""
+        try:
+            await self._answer(call, None)
+        except TrioVoipError as exc:
+            logger.info("replacing call %s failed: %s", call.id, exc)
+            if self._legs.get(call.id) is not None and not self._legs[call.id].final_sent:
+                await self._final(call, 500, None, EndReason(EndKind.FAILED, 500, str(exc)))
+            return
+        if await call.wait_state(CallState.ACTIVE, CallState.ON_HOLD) is CallState.TERMINATED:
+            return
+        done = EndReason(EndKind.TRANSFERRED, detail=f"replaced by {call.id}")
+        await self._hangup_as(replaced, done)
 
     async def _incoming_call(self, call: CallSession) -> None:
         legs = self._legs[call.id]
@@ -855,7 +902,8 @@ class SessionCoordinator:
             with trio.move_on_after(self.config.ring_timeout):
                 await legs.final_event.wait()
             if not legs.final_sent and call.state.live:
-                await self._final(call, 480, None, EndReason(EndKind.NO_ANSWER, 480, "ring timeout"))
+                timeout = EndReason(EndKind.NO_ANSWER, 480, "ring timeout")
+                await self._final(call, 480, None, timeout)
 
     async def _respond_invite(
         self,
@@ -937,7 +985,9 @@ class SessionCoordinator:
         await self._respond_invite(call, 200, body=bytes(local))
 
     @staticmethod
-    def _negotiate(offer: SessionDescription, answer: SessionDescription, *, we_offered: bool) -> Any:
+    def _negotiate(
+        offer: SessionDescription, answer: SessionDescription, *, we_offered: bool
+    ) -> NegotiatedMedia | None:
         try:
             return negotiated(offer, answer, we_offered=we_offered)
         except OfferAnswerError as exc:
@@ -1041,7 +1091,8 @@ class SessionCoordinator:
             return
         legs = self._legs[call.id]
         if method == "BYE":
-            legs.end_hint = EndReason(EndKind.REMOTE_HANGUP)
+            if legs.end_hint is None:  # a transfer may already have said why it ends
+                legs.end_hint = EndReason(EndKind.REMOTE_HANGUP)
             await reply(200)
             if legs.server is not None and not legs.final_sent:
                 # The caller hung up an early dialog: its INVITE ends with 487.
@@ -1113,13 +1164,18 @@ class SessionCoordinator:
         self._spawn(self._follow_refer, call, target)
 
     async def _follow_refer(self, call: CallSession, target: Uri) -> None:
-        """Carry out a REFER we accepted: call ``target``, report progress by NOTIFY, and
-        hang up the referring call once the new one is answered (RFC 3515)."""
+        """Carry out a REFER we accepted: call ``target`` and report progress by NOTIFY
+        (RFC 3515); the referrer hangs up once told the new call is answered."""
         await self._notify_refer(call, 100, "Trying", final=False)
         local = call.local_party.uri
         from_user = (local.user if isinstance(local, SipUri) else None) or "trio"
+        headers: list[tuple[str, str]] = []
+        if isinstance(target, SipUri) and target.headers:
+            # Refer-To headers (Replaces, for an attended transfer) go into our INVITE.
+            headers = [(n, v) for n, v in target.headers if n.lower() == "replaces"]
+            target = attrs.evolve(target, headers=())
         try:
-            new_call = await self.make_call(target, from_user=from_user)
+            new_call = await self.make_call(target, from_user=from_user, headers=headers)
             state = await new_call.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
         except TrioVoipError as exc:
             logger.info("transfer of %s failed: %s", call.id, exc)
@@ -1130,10 +1186,15 @@ class SessionCoordinator:
             status = reason.status if reason is not None and reason.status else 487
             await self._notify_refer(call, status, "Failed", final=True)
             return
+        legs = self._legs.get(call.id)
+        if legs is not None:
+            # The transferor hangs up on our final NOTIFY (RFC 5589 6.1): its BYE ends this.
+            legs.end_hint = EndReason(EndKind.TRANSFERRED, 200, str(target))
         await self._notify_refer(call, 200, "OK", final=True)
-        await self._hangup_as(call, EndReason(EndKind.TRANSFERRED, 200, str(target)))
 
-    async def _notify_refer(self, call: CallSession, status: int, reason: str, *, final: bool) -> None:
+    async def _notify_refer(
+        self, call: CallSession, status: int, reason: str, *, final: bool
+    ) -> None:
         if not call.state.established:
             return
         state = "terminated;reason=noresource" if final else "active;expires=60"
@@ -1168,7 +1229,9 @@ class SessionCoordinator:
             logger.exception("outgoing call %s failed", call.id)
             self._end(call, EndReason(EndKind.FAILED, detail=str(exc)))
 
-    async def _run_invite(self, call: CallSession, legs: _CallLegs, auth: DigestClient | None) -> None:
+    async def _run_invite(
+        self, call: CallSession, legs: _CallLegs, auth: DigestClient | None
+    ) -> None:
         challenged = False
         while True:
             assert legs.client is not None and legs.invite is not None
@@ -1200,7 +1263,9 @@ class SessionCoordinator:
                 self._end(call, EndReason(kind, 408, str(exc)))
                 return
 
-    async def _retry_with_auth(self, legs: _CallLegs, auth: DigestClient, response: Response) -> bool:
+    async def _retry_with_auth(
+        self, legs: _CallLegs, auth: DigestClient, response: Response
+    ) -> bool:
         """Send the INVITE again with credentials for the challenge in ``response``."""
         old = legs.invite
         assert old is not None and legs.destination is not None
@@ -1254,7 +1319,9 @@ class SessionCoordinator:
                         logger.info("bad SDP in the 2xx for %s: %s", call.id, exc)
                     else:
                         if legs.invite is not None and legs.invite.body:
-                            call.media = self._negotiate(call.local_sdp, call.remote_sdp, we_offered=True)
+                            call.media = self._negotiate(
+                                call.local_sdp, call.remote_sdp, we_offered=True
+                            )
                             call.remote_hold = is_hold(call.remote_sdp)
             elif isinstance(event, AckRequired):
                 await self._ack_with_answer(call, legs, event)
@@ -1270,12 +1337,15 @@ class SessionCoordinator:
         if confirmed:
             if legs.cancel_requested:
                 # Our CANCEL crossed the 2xx: the call was answered; end it at once (15).
-                await self._bye(call, legs, EndReason(EndKind.CANCELLED, 200, "answered as we cancelled"))
+                crossed = EndReason(EndKind.CANCELLED, 200, "answered as we cancelled")
+                await self._bye(call, legs, crossed)
             else:
                 self._established(call)
         return response
 
-    async def _ack_with_answer(self, call: CallSession, legs: _CallLegs, event: AckRequired) -> None:
+    async def _ack_with_answer(
+        self, call: CallSession, legs: _CallLegs, event: AckRequired
+    ) -> None:
         body = b""
         try:
             offer = parse_sdp(event.response.body)
@@ -1386,7 +1456,8 @@ class SessionCoordinator:
             raise CallStateError(f"call {call.id} has no SDP to re-offer")
         if legs.reinvite_busy:
             raise CallStateError(f"call {call.id} has a re-INVITE in progress")
-        offer = hold_offer(call.local_sdp, call.remote_sdp) if hold else resume_offer(call.local_sdp)
+        local = call.local_sdp
+        offer = hold_offer(local, call.remote_sdp) if hold else resume_offer(local)
         legs.reinvite_busy = True
         try:
             response = await self._in_dialog_request(call, "INVITE", bytes(offer), SDP)
@@ -1418,8 +1489,23 @@ class SessionCoordinator:
             if response.status >= 300:
                 raise CallError(f"INFO answered {response.status}", status=response.status)
 
-    async def _transfer(self, call: CallSession, target: str) -> None:
-        uri = parse_uri(target)
+    async def _transfer(
+        self, call: CallSession, target: str | Uri, replaces: CallSession | None
+    ) -> None:
+        uri = parse_uri(target) if isinstance(target, str) else target
+        if replaces is not None:
+            # RFC 3891: the Replaces the target will see names its dialog from its side:
+            # to-tag is its (our remote) tag, from-tag ours.
+            other = self._established_legs(replaces)
+            assert other.dialog_id is not None
+            if not isinstance(uri, SipUri):
+                raise CallError(f"attended transfer needs a SIP target, not {uri}")
+            value = (
+                f"{other.dialog_id.call_id};to-tag={other.dialog_id.remote_tag}"
+                f";from-tag={other.dialog_id.local_tag}"
+            )
+            uri = attrs.evolve(uri, headers=(("Replaces", value),))
+            other.end_hint = EndReason(EndKind.TRANSFERRED, detail=f"replaced via {call.id}")
         response = await self._in_dialog_request(
             call,
             "REFER",

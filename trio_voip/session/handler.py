@@ -60,7 +60,8 @@ class CallDecision:
     target: Uri | None = attrs.field(default=None, converter=_uri)
 
     def __attrs_post_init__(self) -> None:
-        if self.kind is DecisionKind.REJECT and (self.status is None or not 300 <= self.status <= 699):
+        status = self.status
+        if self.kind is DecisionKind.REJECT and (status is None or not 300 <= status <= 699):
             raise TrioVoipError(f"a rejection needs a 3xx-6xx status, not {self.status}")
         if self.kind is DecisionKind.FORWARD and self.target is None:
             raise TrioVoipError("forwarding needs a target URI")
