@@ -85,7 +85,10 @@ def test_decisions() -> None:
     for bad in (100, 200, 700):
         with pytest.raises(TrioVoipError):
             CallDecision.reject(bad)
-    sdp = b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    sdp = (
+        b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 0\r\n"
+    )
     assert CallDecision.accept(sdp).sdp is not None
 
 

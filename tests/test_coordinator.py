@@ -12,18 +12,25 @@ import trio.testing
 from trio_voip import (
     CallDecision,
     CallEnded,
+    CallError,
     CallHandler,
     CallSession,
     CallState,
     CallStateChanged,
+    CallStateError,
     DtmfReceived,
-    TransferProgress,
-    TrioVoipError,
     EndKind,
     SessionCoordinator,
     SessionManagerBuilder,
+    TransferProgress,
+    TrioVoipError,
 )
 from trio_voip.session.coordinator import CoordinatorStats
+from trio_voip.sip.headers import Headers
+from trio_voip.sip.message import Request
+from trio_voip.sip.session_timer import SessionTimerConfig
+from trio_voip.sip.transaction import TimerConfig, new_branch
+from trio_voip.sip.uri import SipUri, parse_uri
 from trio_voip.testing.network import MemoryNetwork
 
 A = ("127.0.0.1", 5060)
@@ -41,7 +48,11 @@ def clock(autojump_clock: trio.testing.MockClock) -> trio.testing.MockClock:
 class Scripted(CallHandler):
     """Answers with a fixed decision (or a function of the call) and records what happens."""
 
-    def __init__(self, decide: CallDecision | Callable[[CallSession], CallDecision] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        decide: CallDecision | Callable[[CallSession], CallDecision] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.decide = decide or CallDecision.accept()
         self.delay = delay
         self.incoming: list[CallSession] = []
@@ -60,7 +71,9 @@ class Scripted(CallHandler):
         self.ended.append((call, reason))
 
 
-def builder(network: MemoryNetwork, address: tuple[str, int], handler: CallHandler | None = None) -> SessionManagerBuilder:
+def builder(
+    network: MemoryNetwork, address: tuple[str, int], handler: CallHandler | None = None
+) -> SessionManagerBuilder:
     b = SessionManagerBuilder().listen(*address).transport_factory(network.transport)
     b.rtp_ports(address[1] * 4, address[1] * 4 + 99)
     return b.handler(handler) if handler is not None else b
@@ -129,7 +142,10 @@ async def test_call_answered_and_hung_up_by_caller(clock: trio.testing.MockClock
 async def settle_and_check_empty(*coordinators: SessionCoordinator) -> None:
     await trio.sleep(SETTLE)
     for coordinator in coordinators:
-        assert coordinator.stats() == CoordinatorStats(0, 0, 0, 0, coordinator.stats().registrations, coordinator.stats().events_dropped)
+        stats = coordinator.stats()
+        assert stats == CoordinatorStats(
+            0, 0, 0, 0, stats.registrations, stats.events_dropped
+        ), coordinator
 
 
 async def test_callee_hangs_up(clock: trio.testing.MockClock) -> None:
@@ -270,7 +286,9 @@ async def test_dtmf_by_info(clock: trio.testing.MockClock) -> None:
         await settle_and_check_empty(a, b)
 
 
-async def test_subscriber_that_never_reads_does_not_block_calls(clock: trio.testing.MockClock) -> None:
+async def test_subscriber_that_never_reads_does_not_block_calls(
+    clock: trio.testing.MockClock,
+) -> None:
     async with pair(callee_setup=lambda b: b.limits(event_buffer=2)) as (a, b):
         stuck = b.subscribe_to_session_events()  # never read
         for _ in range(3):
@@ -299,7 +317,9 @@ async def test_no_ack_ends_the_call_with_bye(clock: trio.testing.MockClock) -> N
         await settle_and_check_empty(a, b)
 
 
-async def test_malformed_sdp_is_refused_and_other_calls_go_on(clock: trio.testing.MockClock) -> None:
+async def test_malformed_sdp_is_refused_and_other_calls_go_on(
+    clock: trio.testing.MockClock,
+) -> None:
     network = MemoryNetwork()
     handler = Scripted()
     async with pair(network, callee=handler) as (a, b):
@@ -351,10 +371,6 @@ async def test_wrong_or_missing_credentials_are_refused(clock: trio.testing.Mock
 
 async def test_register_then_call_the_user_by_name(clock: trio.testing.MockClock) -> None:
     """Bob's phone (coordinator B) registers with A; A calls "bob" and reaches B."""
-    from trio_voip.sip.message import Request
-    from trio_voip.sip.headers import Headers
-    from trio_voip.sip.uri import parse_uri
-    from trio_voip.sip.transaction import new_branch
 
     handler = Scripted()
     async with pair(callee=handler) as (a, b):
@@ -381,10 +397,6 @@ async def test_register_then_call_the_user_by_name(clock: trio.testing.MockClock
 
 
 async def test_options_and_unknown_dialog(clock: trio.testing.MockClock) -> None:
-    from trio_voip.sip.headers import Headers
-    from trio_voip.sip.message import Request
-    from trio_voip.sip.transaction import new_branch
-    from trio_voip.sip.uri import parse_uri
 
     def request(method: str, to_tag: str | None = None) -> Request:
         h = Headers()
@@ -424,7 +436,6 @@ async def test_shutdown_hangs_up_live_calls(clock: trio.testing.MockClock) -> No
 async def test_session_timer_expiry_ends_the_call(clock: trio.testing.MockClock) -> None:
     """Both ask for 90 s session timers; the refreshes never arrive: the call ends after
     the interval (RFC 4028 10) with BYE."""
-    from trio_voip.sip.session_timer import SessionTimerConfig
 
     network = MemoryNetwork(drop=lambda p: p.first_line.startswith(("UPDATE", "INVITE sip:trio")))
     config = SessionTimerConfig(min_se=90, session_expires=90, refresher="uac")
@@ -494,7 +505,6 @@ async def test_blind_transfer(clock: trio.testing.MockClock) -> None:
 
 async def test_real_sockets_port_zero() -> None:
     """Two coordinators on 127.0.0.1 with real UDP/TCP sockets on ephemeral ports."""
-    from trio_voip.sip.transaction import TimerConfig
 
     fast = TimerConfig(t1=0.02, t2=0.2, t4=0.1, timer_d_unreliable=0.2)
     handler = Scripted()
@@ -517,7 +527,8 @@ async def test_real_sockets_port_zero() -> None:
 async def test_call_limit_and_failing_handler(clock: trio.testing.MockClock) -> None:
     class Broken(Scripted):
         async def on_incoming_call(self, call: CallSession) -> CallDecision:
-            if call.invite is not None and call.invite.uri.user == "boom":  # type: ignore[union-attr]
+            uri = call.invite.uri if call.invite is not None else None
+            if isinstance(uri, SipUri) and uri.user == "boom":
                 raise RuntimeError("handler bug")
             return await super().on_incoming_call(call)
 
@@ -534,7 +545,9 @@ async def test_call_limit_and_failing_handler(clock: trio.testing.MockClock) -> 
         await settle_and_check_empty(a, b)
 
 
-async def test_out_of_order_cseq_is_refused_and_the_call_goes_on(clock: trio.testing.MockClock) -> None:
+async def test_out_of_order_cseq_is_refused_and_the_call_goes_on(
+    clock: trio.testing.MockClock,
+) -> None:
     handler = Scripted()
     async with pair(callee=handler) as (a, b):
         call = await a.make_call(BOB)
@@ -634,3 +647,49 @@ async def test_replaces_naming_no_call_is_refused(clock: trio.testing.MockClock)
         call = await a.make_call(BOB, headers=[("Replaces", "nope@x;to-tag=1;from-tag=2")])
         assert (await call.wait_ended()).status == 481
         await settle_and_check_empty(a, b)
+
+
+async def test_unreachable_targets(clock: trio.testing.MockClock) -> None:
+    async with pair() as (a, b):
+        lost = await a.make_call("sip:nobody@127.0.0.1:5999")  # UDP into the void
+        start = trio.current_time()
+        reason = await lost.wait_ended()
+        assert (reason.kind, reason.status) == (EndKind.NO_ANSWER, 408)
+        assert trio.current_time() - start == pytest.approx(64 * 0.5, abs=1)
+        refused = await a.make_call("sip:nobody@127.0.0.1:5999;transport=tcp")
+        assert (await refused.wait_ended()).kind is EndKind.FAILED
+        await settle_and_check_empty(a, b)
+
+
+async def test_actions_the_state_does_not_allow(clock: trio.testing.MockClock) -> None:
+    handler = Scripted(CallDecision.defer())
+    async with pair(callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.RINGING, timeout=5)
+        (incoming,) = handler.incoming
+        with pytest.raises(CallStateError):
+            await call.answer()  # our own outgoing call
+        with pytest.raises(CallStateError):
+            await incoming.hold()  # not established
+        with pytest.raises(CallStateError):
+            await incoming.send_dtmf("1")
+        await incoming.answer()
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        with pytest.raises(CallStateError):
+            await incoming.answer()  # answered already
+        with pytest.raises(CallError):
+            await call.send_dtmf("x")
+        await call.hangup()
+        await call.hangup()  # ending an ended call does nothing
+        await settle_and_check_empty(a, b)
+
+
+def test_builder_checks_its_settings() -> None:
+    with pytest.raises(TrioVoipError):
+        SessionManagerBuilder().require_auth(invite=True).config()
+    with pytest.raises(TrioVoipError):
+        SessionManagerBuilder().rtp_ports(3000, 2000).config()
+    with pytest.raises(TrioVoipError):
+        SessionManagerBuilder(no_such_setting=1).config()
+    config = SessionManagerBuilder().listen("0.0.0.0", 5062).advertise("sip.example").config()
+    assert (config.port, config.public_host) == (5062, "sip.example")

@@ -77,6 +77,8 @@ class CoordinatorConfig:
             raise TrioVoipError(f"bad RTP port range {self.rtp_start}-{self.rtp_end}")
         if self.max_calls < 1:
             raise TrioVoipError("max_calls must be at least 1")
+        if self.auth_invite and not self.users:
+            raise TrioVoipError("INVITE authentication needs users (builder.user(name, password))")
 
     @property
     def public_host(self) -> str:

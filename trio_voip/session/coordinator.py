@@ -32,6 +32,7 @@ from trio_voip.errors import (
     OfferAnswerError,
     SdpError,
     TransactionError,
+    TransactionTimeout,
     TransportError,
     TrioVoipError,
 )
@@ -1259,8 +1260,12 @@ class SessionCoordinator:
                 await self._dialog_events(
                     self.dialogs.on_request_timeout(legs.invite, trio.current_time())
                 )
-                kind = EndKind.CANCELLED if legs.cancel_requested else EndKind.NO_ANSWER
-                self._end(call, EndReason(kind, 408, str(exc)))
+                if legs.cancel_requested:
+                    self._end(call, EndReason(EndKind.CANCELLED, 408, str(exc)))
+                elif isinstance(exc, TransactionTimeout):
+                    self._end(call, EndReason(EndKind.NO_ANSWER, 408, str(exc)))
+                else:  # could not be sent at all (no route, connection refused)
+                    self._end(call, EndReason(EndKind.FAILED, 503, str(exc)))
                 return
 
     async def _retry_with_auth(
