@@ -1,0 +1,480 @@
+"""An RTP/RTCP relay: media endpoints on local ports, bridged in pairs, with safe latching.
+
+The relay is a Trio service started in a nursery its user owns::
+
+    relay = RtpRelay(PortAllocator(20000, 20999))
+    await nursery.start(relay.run)
+    a = relay.open_endpoint(("192.0.2.1", 4000))   # address from the caller's SDP
+    b = relay.open_endpoint(("192.0.2.2", 5000))   # address from the callee's SDP
+    relay.connect(a, b)                            # a's packets go out of b to b's remote
+
+Hot path. One task per socket drains it with non-blocking ``recvfrom_into`` into one reused
+buffer until the kernel has nothing more (or a fairness budget runs out), then parks in
+``trio.lowlevel.wait_readable``; each packet is forwarded with a non-blocking ``sendto`` of a
+memoryview slice. No await, no copy and no task switch per packet. A send that would block is
+dropped and counted, never waited for: late audio is worse than lost audio.
+
+Latching policy (symmetric RTP, RFC 4961 behaviour for callers behind NAT, without "RTP bleed"):
+
+* A *latch window* of ``latch_window`` seconds opens when the endpoint is opened and again on
+  every :meth:`MediaEndpoint.set_remote` (a new offer/answer).
+* Inside the window, the first packet that looks like media -- version 2 RTP header (or an RTCP
+  header on an RTCP port), and a payload type from ``payload_types`` when the endpoint was
+  given some -- latches its source: the relay sends to where packets really come from, whatever
+  the SDP said. Only the first source latches; once latched the address is fixed.
+* Outside the window, only the latched address (or, if nothing latched, the SDP address) is
+  accepted. Packets from any other source are dropped and counted in
+  ``stats.foreign_dropped``: never forwarded and never re-latched, so a third party that learns
+  the port cannot hijack or eavesdrop on the stream after the call has settled.
+* RTP and RTCP (on port + 1) latch independently; with rtcp-mux one address serves both.
+
+Consumers that need to see the media (DTMF detection, recording, a mixer) set
+``endpoint.on_packet``: a plain function called with a memoryview of each accepted packet and
+whether it is RTCP. The view is only valid during the call (the buffer is reused), so a consumer
+copies what it keeps. When the hook is None it costs one attribute test per packet.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+from collections.abc import Callable, Collection
+from typing import Any, TypeAlias
+
+import attrs
+import trio
+
+from trio_voip.errors import RtpError, TransportError
+from trio_voip.rtp.ports import PortAllocator
+from trio_voip.rtp.stats import ReceiverStats
+
+__all__ = ["Address", "EndpointStats", "MediaEndpoint", "PacketHook", "RtpRelay"]
+
+Address: TypeAlias = tuple[Any, ...]
+PacketHook: TypeAlias = Callable[[memoryview, bool], None]
+
+# Packets drained from one socket before yielding to other tasks: bounded unfairness under a
+# flood, while a normal burst still costs one wake-up.
+_BUDGET = 128
+_RECV_BUFFER = 65536
+_RTP_HEADER = 12
+_RTCP_HEADER = 8
+_FIXED = struct.Struct("!BBHII")
+
+
+@attrs.define
+class EndpointStats:
+    """Counters of one endpoint. ``*_in`` count accepted packets received on its sockets,
+    ``*_out`` packets sent out of its sockets (forwarded from its peer)."""
+
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    rtcp_in: int = 0
+    rtcp_out: int = 0
+    malformed: int = 0
+    foreign_dropped: int = 0
+    no_peer: int = 0
+    send_dropped: int = 0
+    send_errors: int = 0
+    recv_errors: int = 0
+    hook_errors: int = 0
+    latches: int = 0
+
+
+def _normalize(host: str, port: int, family: socket.AddressFamily) -> Address:
+    """The address tuple ``recvfrom`` reports for this peer, so the hot path compares tuples."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise RtpError(f"media address {host!r} is not an IP literal") from exc
+    if not 0 < port < 65536:
+        raise RtpError(f"media port {port} out of range")
+    if family == socket.AF_INET6:
+        if ip.version == 4:
+            return (f"::ffff:{ip}", port, 0, 0)
+        return (ip.compressed, port, 0, 0)
+    if ip.version != 4:
+        raise RtpError(f"IPv6 media address {host!r} on an IPv4 relay")
+    return (str(ip), port)
+
+
+@attrs.define(eq=False)
+class MediaEndpoint:
+    """One side of a call's media: an RTP socket on an even port and RTCP on the next one.
+
+    Made by :meth:`RtpRelay.open_endpoint`. ``remote`` / ``rtcp_remote`` are where packets for
+    this side are sent: from the SDP at first, replaced by the latched source (see the module
+    docstring). ``receiver_stats`` follows the current SSRC received on RTP when the relay
+    tracks RFC 3550 statistics.
+    """
+
+    relay: RtpRelay
+    local_port: int
+    rtcp_mux: bool
+    _rtp_sock: socket.socket = attrs.field(repr=False)
+    _rtcp_sock: socket.socket | None = attrs.field(repr=False)
+    remote: Address | None = None
+    rtcp_remote: Address | None = None
+    payload_types: frozenset[int] | None = None
+    on_packet: PacketHook | None = None
+    stats: EndpointStats = attrs.field(factory=EndpointStats)
+    receiver_stats: ReceiverStats | None = None
+    peer: MediaEndpoint | None = attrs.field(default=None, repr=False)
+    closed: bool = False
+    _latched: bool = attrs.field(default=False, repr=False)
+    _rtcp_latched: bool = attrs.field(default=False, repr=False)
+    _latch_until: float = attrs.field(default=0.0, repr=False)
+    _scope: trio.CancelScope = attrs.field(factory=trio.CancelScope, repr=False)
+    _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
+
+    @property
+    def rtcp_port(self) -> int:
+        """The local RTCP port (the RTP port itself with rtcp-mux)."""
+        return self.local_port if self.rtcp_mux else self.local_port + 1
+
+    @property
+    def latched(self) -> bool:
+        """Whether the RTP source address is fixed (latched, or the window closed on the SDP one)."""
+        return self._latched
+
+    @property
+    def socket_count(self) -> int:
+        """Sockets this endpoint holds open (0 once closed)."""
+        if self.closed:
+            return 0
+        return 1 if self._rtcp_sock is None else 2
+
+    def set_remote(
+        self,
+        host: str,
+        port: int,
+        *,
+        rtcp_port: int | None = None,
+        payload_types: Collection[int] | None = None,
+    ) -> None:
+        """Take the peer's media address from SDP (and ``a=rtcp``), and re-open the latch window.
+
+        ``payload_types``, when given, are the only ones allowed to latch (the negotiated ones).
+        """
+        family = self._rtp_sock.family
+        self.remote = _normalize(host, port, family)
+        if self.rtcp_mux:
+            self.rtcp_remote = self.remote
+        else:
+            self.rtcp_remote = _normalize(host, rtcp_port or port + 1, family)
+        if payload_types is not None:
+            self.payload_types = frozenset(payload_types)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        self._latched = False
+        self._rtcp_latched = False
+        self._latch_until = trio.current_time() + self.relay.latch_window
+
+    def close(self) -> None:
+        """Stop relaying, close the sockets and give the ports back. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._scope.cancel()
+        if self.peer is not None:
+            self.peer.peer = None
+            self.peer = None
+        for sock in (self._rtp_sock, self._rtcp_sock):
+            if sock is not None:
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
+        self.relay._forget(self)
+
+    def _may_latch(self, addr: Address, rtcp: bool, buf: bytearray) -> bool:
+        """Slow path for a packet not from the fixed address: latch its source, or refuse it."""
+        latched = self._rtcp_latched if rtcp and not self.rtcp_mux else self._latched
+        expected = self.rtcp_remote if rtcp else self.remote
+        if latched:
+            return False
+        if trio.current_time() > self._latch_until:
+            # Window closed without a latch: the SDP address is fixed from now on.
+            if addr != expected:
+                return False
+        elif not rtcp and self.payload_types is not None:
+            if buf[1] & 0x7F not in self.payload_types:
+                return False
+        if rtcp and not self.rtcp_mux:
+            self.rtcp_remote = addr
+            self._rtcp_latched = True
+        else:
+            self.remote = addr
+            self._latched = True
+            if self.rtcp_mux:
+                self.rtcp_remote = addr
+        if addr != expected:
+            self.stats.latches += 1
+        return True
+
+    async def _run(self) -> None:
+        try:
+            with self._scope:
+                if self.closed:
+                    return
+                if self._rtcp_sock is None:
+                    await self._pump(self._rtp_sock, False)
+                else:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pump, self._rtcp_sock, True)
+                        await self._pump(self._rtp_sock, False)
+        except trio.ClosedResourceError:
+            pass  # close() woke us: the endpoint is gone
+        finally:
+            self._done.set()
+
+    async def _pump(self, sock: socket.socket, rtcp_port: bool) -> None:
+        relay = self.relay
+        buf = relay._buffer
+        view = relay._view
+        recv = sock.recvfrom_into
+        stats = self.stats
+        mux = self.rtcp_mux
+        wait_readable = trio.lowlevel.wait_readable
+        # close() may run while this task is scheduled but not yet parked: never wait on a
+        # closed socket.
+        while not self.closed:
+            await wait_readable(sock)
+            for _ in range(_BUDGET):
+                try:
+                    n, addr = recv(buf)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    # e.g. an ICMP error queued on the socket by an earlier send
+                    stats.recv_errors += 1
+                    continue
+                # Cheap validation: version 2, and RTCP packet types 192-223 (RFC 5761 4).
+                if n < _RTCP_HEADER or buf[0] & 0xC0 != 0x80:
+                    stats.malformed += 1
+                    continue
+                rtcp = 192 <= buf[1] <= 223 if mux else rtcp_port
+                if rtcp:
+                    if not 192 <= buf[1] <= 223:
+                        stats.malformed += 1
+                        continue
+                    fixed = self._latched if mux else self._rtcp_latched
+                    if (addr != self.rtcp_remote or not fixed) and not self._may_latch(
+                        addr, True, buf
+                    ):
+                        stats.foreign_dropped += 1
+                        continue
+                    stats.rtcp_in += 1
+                else:
+                    if n < _RTP_HEADER:
+                        stats.malformed += 1
+                        continue
+                    if (addr != self.remote or not self._latched) and not self._may_latch(
+                        addr, False, buf
+                    ):
+                        stats.foreign_dropped += 1
+                        continue
+                    if relay.track_receiver_stats:
+                        self._track(buf, n)
+                stats.packets_in += 1
+                stats.bytes_in += n
+                if self.on_packet is not None:
+                    try:
+                        self.on_packet(view[:n], rtcp)
+                    except Exception:
+                        # A broken consumer must not stop the call's media: detach it.
+                        stats.hook_errors += 1
+                        self.on_packet = None
+                    if self.closed:
+                        return
+                peer = self.peer
+                if peer is None:
+                    stats.no_peer += 1
+                    continue
+                if rtcp:
+                    dest = peer.rtcp_remote
+                    out = peer._rtcp_sock or peer._rtp_sock
+                else:
+                    dest = peer.remote
+                    out = peer._rtp_sock
+                if dest is None:
+                    stats.no_peer += 1
+                    continue
+                pstats = peer.stats
+                try:
+                    out.sendto(view[:n], dest)
+                except BlockingIOError:
+                    pstats.send_dropped += 1
+                    continue
+                except OSError:
+                    pstats.send_errors += 1
+                    continue
+                pstats.packets_out += 1
+                pstats.bytes_out += n
+                if rtcp:
+                    pstats.rtcp_out += 1
+
+    def _track(self, buf: bytearray, n: int) -> None:
+        first, second, seq, timestamp, ssrc = _FIXED.unpack_from(buf)
+        rs = self.receiver_stats
+        if rs is None or rs.ssrc != ssrc:
+            rs = self.receiver_stats = ReceiverStats(ssrc, self.relay.clock_rate)
+        rs.update(seq, timestamp, trio.current_time(), n - _RTP_HEADER)
+
+
+@attrs.define(eq=False)
+class RtpRelay:
+    """A set of media endpoints served by one Trio service (:meth:`run`).
+
+    ``latch_window`` is in seconds (see the module docstring). ``track_receiver_stats`` keeps
+    RFC 3550 receiver statistics for each endpoint's RTP source, at a per-packet cost the
+    relay benchmark measures. ``clock_rate`` is the RTP clock those statistics assume.
+    """
+
+    allocator: PortAllocator
+    host: str = "127.0.0.1"
+    latch_window: float = 2.0
+    track_receiver_stats: bool = False
+    clock_rate: int = 8000
+    _endpoints: set[MediaEndpoint] = attrs.field(init=False, factory=set, repr=False)
+    _nursery: trio.Nursery | None = attrs.field(init=False, default=None, repr=False)
+    _buffer: bytearray = attrs.field(
+        init=False, factory=lambda: bytearray(_RECV_BUFFER), repr=False
+    )
+    _view: memoryview = attrs.field(init=False, repr=False)
+    _family: socket.AddressFamily = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._view = memoryview(self._buffer)
+        try:
+            version = ipaddress.ip_address(self.host).version
+        except ValueError as exc:
+            raise RtpError(f"relay host {self.host!r} is not an IP literal") from exc
+        self._family = socket.AF_INET6 if version == 6 else socket.AF_INET
+        if self.latch_window < 0:
+            raise RtpError(f"latch window must not be negative, got {self.latch_window}")
+
+    @property
+    def endpoint_count(self) -> int:
+        return len(self._endpoints)
+
+    @property
+    def socket_count(self) -> int:
+        """Open sockets across all endpoints (0 after shutdown)."""
+        return sum(e.socket_count for e in self._endpoints)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[RtpRelay] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled; on the way out every endpoint is closed and its ports freed."""
+        if self._nursery is not None:
+            raise RtpError("this relay is already running")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            for endpoint in list(self._endpoints):
+                endpoint.close()
+
+    def open_endpoint(
+        self,
+        remote: tuple[str, int] | None = None,
+        *,
+        rtcp_mux: bool = False,
+        rtcp_port: int | None = None,
+        payload_types: Collection[int] | None = None,
+    ) -> MediaEndpoint:
+        """Bind a new endpoint on the next free even port (and port + 1 unless ``rtcp_mux``).
+
+        A port that turns out to be bound by someone else is marked unusable in the allocator
+        and the next one is tried. Raises PortsExhausted when none is left.
+        """
+        if self._nursery is None:
+            raise RtpError("the relay is not running: start RtpRelay.run in a nursery first")
+        rtp_sock, rtcp_sock, port = self._bind(rtcp_mux)
+        endpoint = MediaEndpoint(self, port, rtcp_mux, rtp_sock, rtcp_sock)
+        try:
+            if remote is not None:
+                endpoint.set_remote(
+                    remote[0], remote[1], rtcp_port=rtcp_port, payload_types=payload_types
+                )
+            else:
+                if payload_types is not None:
+                    endpoint.payload_types = frozenset(payload_types)
+                endpoint._rearm()
+        except BaseException:
+            rtp_sock.close()
+            if rtcp_sock is not None:
+                rtcp_sock.close()
+            self.allocator.release(port)
+            raise
+        self._endpoints.add(endpoint)
+        self._nursery.start_soon(endpoint._run)
+        return endpoint
+
+    def _bind(self, rtcp_mux: bool) -> tuple[socket.socket, socket.socket | None, int]:
+        while True:
+            port = self.allocator.allocate(rtcp_mux=rtcp_mux)
+            socks: list[socket.socket] = []
+            try:
+                for p in (port,) if rtcp_mux else (port, port + 1):
+                    sock = socket.socket(self._family, socket.SOCK_DGRAM)
+                    socks.append(sock)
+                    sock.setblocking(False)
+                    try:
+                        sock.bind((self.host, p))
+                    except OSError as exc:
+                        if exc.errno == errno.EADDRINUSE:
+                            self.allocator.mark_unusable(p)
+                            raise _PortTaken from exc
+                        raise TransportError(f"cannot bind RTP port {self.host}:{p}: {exc}") from exc
+            except _PortTaken:
+                for sock in socks:
+                    sock.close()
+                self.allocator.release(port)
+                continue
+            except BaseException:
+                for sock in socks:
+                    sock.close()
+                self.allocator.release(port)
+                raise
+            return socks[0], (None if rtcp_mux else socks[1]), port
+
+    def connect(self, a: MediaEndpoint, b: MediaEndpoint) -> None:
+        """Bridge two endpoints: what arrives on one goes out of the other to its remote."""
+        for endpoint in (a, b):
+            if endpoint.relay is not self or endpoint.closed:
+                raise RtpError(f"endpoint on port {endpoint.local_port} is not open on this relay")
+        if a is b:
+            raise RtpError("cannot connect an endpoint to itself")
+        if (a.peer is not None and a.peer is not b) or (b.peer is not None and b.peer is not a):
+            raise RtpError("endpoint already connected: disconnect it first")
+        a.peer = b
+        b.peer = a
+
+    def disconnect(self, endpoint: MediaEndpoint) -> None:
+        """Undo :meth:`connect`; packets then count as ``no_peer``. No-op when not connected."""
+        peer = endpoint.peer
+        if peer is not None:
+            peer.peer = None
+            endpoint.peer = None
+
+    async def close_endpoint(self, endpoint: MediaEndpoint) -> None:
+        """Close ``endpoint`` and wait until its socket tasks have finished."""
+        endpoint.close()
+        await endpoint._done.wait()
+
+    def _forget(self, endpoint: MediaEndpoint) -> None:
+        if endpoint in self._endpoints:
+            self._endpoints.discard(endpoint)
+            self.allocator.release(endpoint.local_port)
+
+
+class _PortTaken(RtpError):
+    """Internal: the port pair was bound by someone else; try the next one."""
