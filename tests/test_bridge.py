@@ -334,7 +334,18 @@ class ReplaysBadly(TableBridgeSystem):
         self.bus.publish(BridgeDestroyed(bridge_id))
 
 
-@pytest.mark.parametrize("broken", [ForgetsHangups, ReplaysBadly])
+class NotAtomic(TableBridgeSystem):
+    """A broken system: bridging a free call with an ended one still puts the first in a
+    bridge before failing."""
+
+    def bridge_sessions(self, first: str, second: str) -> BridgeId:
+        if second not in self.active and first in self.active:
+            if self.table.get_session_bridge(first) is None:
+                self.add_session_to_bridge(self.create_bridge(), first)
+        return super().bridge_sessions(first, second)
+
+
+@pytest.mark.parametrize("broken", [ForgetsHangups, ReplaysBadly, NotAtomic])
 def test_machine_catches_a_broken_system(broken: type[TableBridgeSystem]) -> None:
     class Machine(BridgeMachine):
         def make_system(self) -> BridgeSystem:

@@ -200,7 +200,7 @@ class BridgeMachine(RuleBasedStateMachine):
     """Random bridge operations against :meth:`make_system`, checked against a model (see the
     module docstring). ``destroy_when_alone`` is the rule the system applies to bridges made
     by ``bridge_sessions``; ``max_sessions`` bounds how many calls are up at once and
-    ``max_bridges`` how many empty bridges it keeps open at once."""
+    ``max_bridges`` how many live bridges ``create_bridge`` may add to."""
 
     destroy_when_alone: ClassVar[bool] = True
     max_sessions: ClassVar[int] = 10
@@ -221,6 +221,8 @@ class BridgeMachine(RuleBasedStateMachine):
         self.model: dict[BridgeId, list[SessionId]] = {}
         self.paired: set[BridgeId] = set()  # made by bridge_sessions
         self.destroyed: set[BridgeId] = set()
+        self.created_at: dict[BridgeId, float] = {}  # as published, the system's clock
+        self.last_created = float("-inf")
         self.active: set[SessionId] = set()
         self.ended: set[SessionId] = set()
 
@@ -268,6 +270,10 @@ class BridgeMachine(RuleBasedStateMachine):
         assert len(actual) == len(expected) and all(map(_same, actual, expected)), (
             f"published {actual}, expected {expected}"
         )
+        for event in actual:
+            if isinstance(event, BridgeCreated):
+                assert event.created_at >= self.last_created, "bridge creation went back in time"
+                self.last_created = self.created_at[event.bridge_id] = event.created_at
         for event in expected:
             if isinstance(event, BridgeCreated):
                 self.model[event.bridge_id] = []
@@ -302,8 +308,6 @@ class BridgeMachine(RuleBasedStateMachine):
             events.append(ParticipantRemoved(bridge_id, rest[0], RemovalReason.LEFT_ALONE))
             events.append(BridgeDestroyed(bridge_id))
         return events
-
-    # -- rules -------------------------------------------------------------------------------
 
     def _start(self) -> SessionId:
         session_id = self.system.start_session()
@@ -466,6 +470,9 @@ class BridgeMachine(RuleBasedStateMachine):
         assert not self.destroyed & listed.keys(), "a destroyed bridge is listed"
         for info in infos:
             assert info.mode is BridgeMode.for_count(len(info.participants)), info
+            assert info.created_at == self.created_at[info.bridge_id], (
+                f"{info} was announced created at {self.created_at[info.bridge_id]}"
+            )
 
     @invariant()
     def one_bridge_per_session(self) -> None:
