@@ -138,7 +138,7 @@ class MediaEndpoint:
 
     @property
     def latched(self) -> bool:
-        """Whether the RTP source address is fixed (latched, or the window closed on the SDP one)."""
+        """Whether the RTP source is fixed (latched, or the window closed on the SDP address)."""
         return self._latched
 
     @property
@@ -330,8 +330,9 @@ class RtpRelay:
     """A set of media endpoints served by one Trio service (:meth:`run`).
 
     ``latch_window`` is in seconds (see the module docstring). ``track_receiver_stats`` keeps
-    RFC 3550 receiver statistics for each endpoint's RTP source, at a per-packet cost the
-    relay benchmark measures. ``clock_rate`` is the RTP clock those statistics assume.
+    RFC 3550 receiver statistics for each endpoint's RTP source; it is off by default because it
+    costs about 0.7 us per packet against 6-12 us for the whole relay path (measured, see
+    bench/bench_relay.py --receiver-stats). ``clock_rate`` is the RTP clock they assume.
     """
 
     allocator: PortAllocator
@@ -433,7 +434,9 @@ class RtpRelay:
                         if exc.errno == errno.EADDRINUSE:
                             self.allocator.mark_unusable(p)
                             raise _PortTaken from exc
-                        raise TransportError(f"cannot bind RTP port {self.host}:{p}: {exc}") from exc
+                        raise TransportError(
+                            f"cannot bind RTP port {self.host}:{p}: {exc}"
+                        ) from exc
             except _PortTaken:
                 for sock in socks:
                     sock.close()
