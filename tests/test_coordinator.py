@@ -693,3 +693,18 @@ def test_builder_checks_its_settings() -> None:
         SessionManagerBuilder(no_such_setting=1).config()
     config = SessionManagerBuilder().listen("0.0.0.0", 5062).advertise("sip.example").config()
     assert (config.port, config.public_host) == (5062, "sip.example")
+
+
+async def test_md5_only_challenges(clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    async with pair(
+        network,
+        caller_setup=lambda b: b.credentials("alice", "wonderland"),
+        callee_setup=lambda b: secured(b.digest_algorithms("MD5")),
+    ) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        (challenge,) = network.sent("SIP/2.0 401")
+        assert challenge.data.count(b"WWW-Authenticate") == 1 and b"algorithm=MD5" in challenge.data
+        await call.hangup()
+        await settle_and_check_empty(a, b)

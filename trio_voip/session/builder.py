@@ -62,6 +62,7 @@ class CoordinatorConfig:
     realm: str | None = None
     auth_invite: bool = False
     auth_register: bool = True
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     credentials: tuple[str, str] | None = attrs.field(default=None, repr=False)
     timers: TimerConfig = TimerConfig()
     session_timers: SessionTimerConfig | None = None
@@ -150,6 +151,12 @@ class SessionManagerBuilder:
 
     def require_auth(self, *, invite: bool = True, register: bool = True) -> SessionManagerBuilder:
         self._fields.update(auth_invite=invite, auth_register=register)
+        return self
+
+    def digest_algorithms(self, *algorithms: str) -> SessionManagerBuilder:
+        """The Digest algorithms we challenge with, most preferred first (default SHA-256,
+        MD5). ``"MD5"`` alone suits UAs that answer only the first challenge (SIPp)."""
+        self._fields["digest_algorithms"] = tuple(algorithms)
         return self
 
     def credentials(self, username: str, password: str) -> SessionManagerBuilder:

@@ -241,7 +241,9 @@ class SessionCoordinator:
         self._bus: EventBus[SessionEvent] = EventBus()
         realm = config.realm or config.domain
         self.authenticator = (
-            DigestAuthenticator(realm, config.users.get) if config.users else None
+            DigestAuthenticator(realm, config.users.get, algorithms=config.digest_algorithms)
+            if config.users
+            else None
         )
         self.registrar = reg.Registrar(
             domains=[config.domain, *config.domains, config.public_host],
