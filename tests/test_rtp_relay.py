@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trio_voip.errors import RtpError
 from trio_voip.rtp.packet import (
@@ -17,7 +19,7 @@ from trio_voip.rtp.packet import (
     serialize_rtcp_compound,
 )
 from trio_voip.rtp.ports import PortAllocator
-from trio_voip.rtp.relay import MediaEndpoint, RtpRelay
+from trio_voip.rtp.relay import MediaEndpoint, RtpRelay, SourceLatch
 
 HOST = "127.0.0.1"
 RANGE = (41000, 41999)
@@ -28,6 +30,54 @@ def rtp(seq: int, pt: int = 0, ssrc: int = 0x1234, payload: bytes = b"\xd5" * 16
 
 
 RTCP = serialize_rtcp_compound([ReceiverReport(ssrc=0x55)])
+
+
+SOURCES = [("10.0.0.1", 4000), ("10.0.0.1", 4002), ("203.0.113.9", 4000)]
+packets = st.lists(
+    st.tuples(
+        st.sampled_from(SOURCES),
+        st.floats(0, 0.5, allow_nan=False),  # time since the previous packet
+        st.one_of(st.none(), st.sampled_from([0, 8, 101])),  # None: RTCP
+    ),
+    max_size=30,
+)
+
+
+@given(packets, st.sampled_from([None, *SOURCES]), st.none() | st.just(frozenset({8})))
+def test_latch_never_moves_after_it_fixes(
+    events: list[tuple[tuple[str, int], float, int | None]],
+    sdp: tuple[str, int] | None,
+    payload_types: frozenset[int] | None,
+) -> None:
+    window = 1.0
+    latch = SourceLatch(window, payload_types=payload_types)
+    latch.rearm(0.0, sdp)
+    now = 0.0
+    accepted: list[tuple[str, int]] = []
+    for addr, step, pt in events:
+        now += step
+        ok = latch.accept(addr, now, pt)
+        if ok:
+            accepted.append(addr)
+            assert latch.fixed and latch.address == addr
+        if now > window and not accepted:
+            # Past the window with nothing latched only the SDP address gets in.
+            assert ok == (addr == sdp)
+        if ok and now <= window and pt is not None and payload_types and not accepted[:-1]:
+            assert pt in payload_types
+    # One source per arming, ever: nobody else is forwarded once it is chosen.
+    assert len(set(accepted)) <= 1
+    assert latch.latches == (1 if accepted and accepted[0] != sdp else 0)
+
+
+def test_latch_rearm_allows_a_new_source() -> None:
+    latch = SourceLatch(2.0)
+    latch.rearm(0.0, SOURCES[0])
+    assert latch.accept(SOURCES[1], 1.0, 0) and latch.address == SOURCES[1]
+    assert not latch.accept(SOURCES[2], 1.5, 0) and not latch.accept(SOURCES[0], 3.0, 0)
+    latch.rearm(10.0, SOURCES[0])
+    assert not latch.fixed and latch.address == SOURCES[0]
+    assert latch.accept(SOURCES[2], 11.0, 0) and latch.latches == 2
 
 
 class Phone:
@@ -119,7 +169,7 @@ async def test_latches_to_real_source_port(relay: RtpRelay, phones: list[Phone])
     relay.connect(ea, eb)
     await a.send(rtp(1), ea.local_port)
     assert (await b.recv())[0] == rtp(1)
-    assert ea.remote == a.addr and ea.latched and ea.stats.latches == 1
+    assert ea.remote == a.addr and ea.latched and ea.latches == 1
     await b.send(rtp(2), eb.local_port)
     assert (await a.recv())[0] == rtp(2)
 

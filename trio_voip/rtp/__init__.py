@@ -42,7 +42,7 @@ from trio_voip.rtp.packet import (
     serialize_rtcp_compound,
 )
 from trio_voip.rtp.ports import PortAllocator
-from trio_voip.rtp.relay import EndpointStats, MediaEndpoint, RtpRelay
+from trio_voip.rtp.relay import EndpointStats, MediaEndpoint, RtpRelay, SourceLatch
 from trio_voip.rtp.stats import ReceiverStats
 from trio_voip.rtp.tones import busy_frames, dual_tone_frames, ringback_frames, tone_frames
 from trio_voip.rtp.wav import frames_to_wav, read_wav, wav_to_frames, write_wav
@@ -93,4 +93,5 @@ __all__ = [
     "EndpointStats",
     "MediaEndpoint",
     "RtpRelay",
+    "SourceLatch",
 ]

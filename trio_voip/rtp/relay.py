@@ -50,7 +50,7 @@ from trio_voip.errors import RtpError, TransportError
 from trio_voip.rtp.ports import PortAllocator
 from trio_voip.rtp.stats import ReceiverStats
 
-__all__ = ["Address", "EndpointStats", "MediaEndpoint", "PacketHook", "RtpRelay"]
+__all__ = ["Address", "EndpointStats", "MediaEndpoint", "PacketHook", "RtpRelay", "SourceLatch"]
 
 Address: TypeAlias = tuple[Any, ...]
 PacketHook: TypeAlias = Callable[[memoryview, bool], None]
@@ -82,7 +82,6 @@ class EndpointStats:
     send_errors: int = 0
     recv_errors: int = 0
     hook_errors: int = 0
-    latches: int = 0
 
 
 def _normalize(host: str, port: int, family: socket.AddressFamily) -> Address:
@@ -102,6 +101,53 @@ def _normalize(host: str, port: int, family: socket.AddressFamily) -> Address:
     return (str(ip), port)
 
 
+@attrs.define
+class SourceLatch:
+    """The latching policy of one media port (module docstring), as a pure state machine.
+
+    ``address`` is where the peer is believed to be: from SDP, then the latched source.
+    ``fixed`` says it can no longer change until :meth:`rearm`. Time is an input (seconds on
+    any monotonic clock), so the policy is tested without sockets or sleeping.
+    """
+
+    window: float
+    address: Address | None = None
+    payload_types: frozenset[int] | None = None
+    fixed: bool = False
+    latches: int = 0
+    _until: float = attrs.field(default=0.0, repr=False)
+
+    def rearm(self, now: float, address: Address | None) -> None:
+        """A new offer/answer: take the SDP address and open the window again."""
+        self.address = address
+        self.fixed = False
+        self._until = now + self.window
+
+    def accept(self, addr: Address, now: float, payload_type: int | None) -> bool:
+        """Whether a packet from ``addr`` is the peer's; may latch (and fix) ``addr``.
+
+        ``payload_type`` is None for RTCP (no payload type to check). The hot path only calls
+        this when ``addr != address or not fixed``.
+        """
+        if self.fixed:
+            return addr == self.address
+        if now > self._until:
+            # Window closed without a latch: the SDP address is fixed from now on.
+            if addr != self.address:
+                return False
+        elif (
+            payload_type is not None
+            and self.payload_types is not None
+            and payload_type not in self.payload_types
+        ):
+            return False
+        if addr != self.address:
+            self.latches += 1
+            self.address = addr
+        self.fixed = True
+        return True
+
+
 @attrs.define(eq=False)
 class MediaEndpoint:
     """One side of a call's media: an RTP socket on an even port and RTCP on the next one.
@@ -117,17 +163,14 @@ class MediaEndpoint:
     rtcp_mux: bool
     _rtp_sock: socket.socket = attrs.field(repr=False)
     _rtcp_sock: socket.socket | None = attrs.field(repr=False)
-    remote: Address | None = None
-    rtcp_remote: Address | None = None
-    payload_types: frozenset[int] | None = None
+    _rtp_latch: SourceLatch = attrs.field(repr=False)
+    # The same object as _rtp_latch with rtcp-mux: one address for both.
+    _rtcp_latch: SourceLatch = attrs.field(repr=False)
     on_packet: PacketHook | None = None
     stats: EndpointStats = attrs.field(factory=EndpointStats)
     receiver_stats: ReceiverStats | None = None
     peer: MediaEndpoint | None = attrs.field(default=None, repr=False)
     closed: bool = False
-    _latched: bool = attrs.field(default=False, repr=False)
-    _rtcp_latched: bool = attrs.field(default=False, repr=False)
-    _latch_until: float = attrs.field(default=0.0, repr=False)
     _scope: trio.CancelScope = attrs.field(factory=trio.CancelScope, repr=False)
     _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
 
@@ -137,9 +180,29 @@ class MediaEndpoint:
         return self.local_port if self.rtcp_mux else self.local_port + 1
 
     @property
+    def remote(self) -> Address | None:
+        """Where RTP for this side goes: the SDP address, or the latched source."""
+        return self._rtp_latch.address
+
+    @property
+    def rtcp_remote(self) -> Address | None:
+        return self._rtcp_latch.address
+
+    @property
     def latched(self) -> bool:
         """Whether the RTP source is fixed (latched, or the window closed on the SDP address)."""
-        return self._latched
+        return self._rtp_latch.fixed
+
+    @property
+    def payload_types(self) -> frozenset[int] | None:
+        return self._rtp_latch.payload_types
+
+    @property
+    def latches(self) -> int:
+        """How many times a source other than the SDP address was latched (RTP and RTCP)."""
+        if self.rtcp_mux:
+            return self._rtp_latch.latches
+        return self._rtp_latch.latches + self._rtcp_latch.latches
 
     @property
     def socket_count(self) -> int:
@@ -161,19 +224,17 @@ class MediaEndpoint:
         ``payload_types``, when given, are the only ones allowed to latch (the negotiated ones).
         """
         family = self._rtp_sock.family
-        self.remote = _normalize(host, port, family)
-        if self.rtcp_mux:
-            self.rtcp_remote = self.remote
-        else:
-            self.rtcp_remote = _normalize(host, rtcp_port or port + 1, family)
+        remote = _normalize(host, port, family)
+        rtcp_remote = None if self.rtcp_mux else _normalize(host, rtcp_port or port + 1, family)
         if payload_types is not None:
-            self.payload_types = frozenset(payload_types)
-        self._rearm()
+            self._rtp_latch.payload_types = frozenset(payload_types)
+        self._rearm(remote, rtcp_remote)
 
-    def _rearm(self) -> None:
-        self._latched = False
-        self._rtcp_latched = False
-        self._latch_until = trio.current_time() + self.relay.latch_window
+    def _rearm(self, remote: Address | None, rtcp_remote: Address | None) -> None:
+        now = trio.current_time()
+        self._rtp_latch.rearm(now, remote)
+        if not self.rtcp_mux:
+            self._rtcp_latch.rearm(now, rtcp_remote)
 
     def close(self) -> None:
         """Stop relaying, close the sockets and give the ports back. Idempotent."""
@@ -189,31 +250,6 @@ class MediaEndpoint:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
         self.relay._forget(self)
-
-    def _may_latch(self, addr: Address, rtcp: bool, buf: bytearray) -> bool:
-        """Slow path for a packet not from the fixed address: latch its source, or refuse it."""
-        latched = self._rtcp_latched if rtcp and not self.rtcp_mux else self._latched
-        expected = self.rtcp_remote if rtcp else self.remote
-        if latched:
-            return False
-        if trio.current_time() > self._latch_until:
-            # Window closed without a latch: the SDP address is fixed from now on.
-            if addr != expected:
-                return False
-        elif not rtcp and self.payload_types is not None:
-            if buf[1] & 0x7F not in self.payload_types:
-                return False
-        if rtcp and not self.rtcp_mux:
-            self.rtcp_remote = addr
-            self._rtcp_latched = True
-        else:
-            self.remote = addr
-            self._latched = True
-            if self.rtcp_mux:
-                self.rtcp_remote = addr
-        if addr != expected:
-            self.stats.latches += 1
-        return True
 
     async def _run(self) -> None:
         try:
@@ -238,6 +274,9 @@ class MediaEndpoint:
         recv = sock.recvfrom_into
         stats = self.stats
         mux = self.rtcp_mux
+        rtp_latch = self._rtp_latch
+        rtcp_latch = self._rtcp_latch
+        now = trio.current_time
         wait_readable = trio.lowlevel.wait_readable
         # close() may run while this task is scheduled but not yet parked: never wait on a
         # closed socket.
@@ -261,9 +300,8 @@ class MediaEndpoint:
                     if not 192 <= buf[1] <= 223:
                         stats.malformed += 1
                         continue
-                    fixed = self._latched if mux else self._rtcp_latched
-                    if (addr != self.rtcp_remote or not fixed) and not self._may_latch(
-                        addr, True, buf
+                    if (addr != rtcp_latch.address or not rtcp_latch.fixed) and not (
+                        rtcp_latch.accept(addr, now(), None)
                     ):
                         stats.foreign_dropped += 1
                         continue
@@ -272,8 +310,8 @@ class MediaEndpoint:
                     if n < _RTP_HEADER:
                         stats.malformed += 1
                         continue
-                    if (addr != self.remote or not self._latched) and not self._may_latch(
-                        addr, False, buf
+                    if (addr != rtp_latch.address or not rtp_latch.fixed) and not (
+                        rtp_latch.accept(addr, now(), buf[1] & 0x7F)
                     ):
                         stats.foreign_dropped += 1
                         continue
@@ -295,10 +333,10 @@ class MediaEndpoint:
                     stats.no_peer += 1
                     continue
                 if rtcp:
-                    dest = peer.rtcp_remote
+                    dest = peer._rtcp_latch.address
                     out = peer._rtcp_sock or peer._rtp_sock
                 else:
-                    dest = peer.remote
+                    dest = peer._rtp_latch.address
                     out = peer._rtp_sock
                 if dest is None:
                     stats.no_peer += 1
@@ -399,7 +437,11 @@ class RtpRelay:
         if self._nursery is None:
             raise RtpError("the relay is not running: start RtpRelay.run in a nursery first")
         rtp_sock, rtcp_sock, port = self._bind(rtcp_mux)
-        endpoint = MediaEndpoint(self, port, rtcp_mux, rtp_sock, rtcp_sock)
+        rtp_latch = SourceLatch(self.latch_window)
+        rtcp_latch = rtp_latch if rtcp_mux else SourceLatch(self.latch_window)
+        endpoint = MediaEndpoint(
+            self, port, rtcp_mux, rtp_sock, rtcp_sock, rtp_latch, rtcp_latch
+        )
         try:
             if remote is not None:
                 endpoint.set_remote(
@@ -407,8 +449,8 @@ class RtpRelay:
                 )
             else:
                 if payload_types is not None:
-                    endpoint.payload_types = frozenset(payload_types)
-                endpoint._rearm()
+                    rtp_latch.payload_types = frozenset(payload_types)
+                endpoint._rearm(None, None)
         except BaseException:
             rtp_sock.close()
             if rtcp_sock is not None:
