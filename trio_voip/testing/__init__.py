@@ -1,6 +1,8 @@
 """Test tools that ship with trio-voip: hypothesis strategies for SIP and SDP, an in-memory
-SIP network for deterministic tests, and a bounded SIPp runner for interop tests."""
+SIP network for deterministic tests, a stateful property test of the bridge API
+(``BridgeMachine``), and a bounded SIPp runner for interop tests."""
 
+from trio_voip.testing.bridges import BridgeApi, BridgeMachine, BridgeSystem, TableBridgeSystem
 from trio_voip.testing.network import MemoryNetwork, MemoryTransport, Packet
 from trio_voip.testing.sdp_strategies import (
     audio_offers,
@@ -30,6 +32,10 @@ from trio_voip.testing.strategies import (
 )
 
 __all__ = [
+    "BridgeApi",
+    "BridgeMachine",
+    "BridgeSystem",
+    "TableBridgeSystem",
     "MemoryNetwork",
     "MemoryTransport",
     "Packet",
