@@ -708,3 +708,35 @@ async def test_md5_only_challenges(clock: trio.testing.MockClock) -> None:
         assert challenge.data.count(b"WWW-Authenticate") == 1 and b"algorithm=MD5" in challenge.data
         await call.hangup()
         await settle_and_check_empty(a, b)
+
+
+async def test_session_refreshes_keep_the_call_alive(clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    config = SessionTimerConfig(min_se=90, session_expires=90, refresher="uac")
+    handler = Scripted()
+    async with pair(
+        network,
+        callee=handler,
+        caller_setup=lambda b: b.session_timers(config=config),
+        callee_setup=lambda b: b.session_timers(config=config),
+    ) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        await trio.sleep(400)
+        assert call.state is CallState.ACTIVE and handler.incoming[0].state is CallState.ACTIVE
+        assert len(network.sent("UPDATE")) >= 400 // 45 - 1
+        await call.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_shutdown_cancels_a_ringing_outgoing_call(clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    handler = Scripted(CallDecision.defer())
+    async with builder(network, B, handler).build() as b:
+        async with builder(network, A).build() as a:
+            call = await a.make_call(BOB)
+            await call.wait_state(CallState.RINGING, timeout=5)
+        assert call.end_reason is not None and call.end_reason.kind is EndKind.CANCELLED
+        assert network.sent("CANCEL")
+        assert (await handler.incoming[0].wait_ended()).kind is EndKind.CANCELLED
+        await settle_and_check_empty(b)

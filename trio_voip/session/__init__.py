@@ -5,7 +5,7 @@ A coordinator answers and places SIP calls over its own UDP/TCP sockets, asks a
 reports everything as frozen session events on Trio channels::
 
     import trio
-    from trio_voip import CallDecision, CallHandler, SessionManagerBuilder
+    from trio_voip import CallDecision, CallHandler, CallState, SessionManagerBuilder
 
     class Answer(CallHandler):
         async def on_incoming_call(self, call):

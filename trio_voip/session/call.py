@@ -51,11 +51,11 @@ class CallSession:
     _coordinator: SessionCoordinator = attrs.field(repr=False)
     state: CallState = CallState.INITIATING
     end_reason: EndReason | None = None
-    local_sdp: SessionDescription | None = None
-    remote_sdp: SessionDescription | None = None
-    media: NegotiatedMedia | None = None
+    local_sdp: SessionDescription | None = attrs.field(default=None, repr=False)
+    remote_sdp: SessionDescription | None = attrs.field(default=None, repr=False)
+    media: NegotiatedMedia | None = attrs.field(default=None, repr=False)
     rtp_port: int | None = None
-    invite: Request | None = None
+    invite: Request | None = attrs.field(default=None, repr=False)
     replaces: str | None = None
     created_at: float = attrs.field(factory=trio.current_time)
     established_at: float | None = None
