@@ -169,6 +169,11 @@ def _next_hop(request: Request, transport: str) -> tuple[str, int, str]:
     return _uri_target(routes[0].uri if routes else request.uri, transport)
 
 
+def _is_number(text: str) -> bool:
+    # str.isdigit alone accepts digits int() refuses ("²").
+    return text.isascii() and text.isdigit()
+
+
 def _parse_dtmf(request: Request) -> tuple[str, int] | None:
     """(digit, duration ms) from an INFO body, or None if it carries no DTMF."""
     content_type = (request.content_type or "").split(";", 1)[0].strip().lower()
@@ -184,7 +189,7 @@ def _parse_dtmf(request: Request) -> tuple[str, int] | None:
         name, value = name.strip().lower(), value.strip()
         if name == "signal" and len(value) == 1 and value.upper() in _DTMF_DIGITS:
             digit = value.upper()
-        elif name == "duration" and value.isdigit() and len(value) < 7:
+        elif name == "duration" and _is_number(value) and len(value) < 7:
             duration = int(value)
     return None if digit is None else (digit, duration)
 
@@ -193,7 +198,7 @@ def _sipfrag_status(body: bytes) -> tuple[int, str] | None:
     """The status of a message/sipfrag body's status line (``SIP/2.0 200 OK``)."""
     line = body.split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("utf-8", "replace")
     parts = line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].upper().startswith("SIP/") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].upper().startswith("SIP/") or not _is_number(parts[1]):
         return None
     status = int(parts[1])
     return (status, parts[2] if len(parts) > 2 else "") if 100 <= status <= 699 else None
@@ -652,7 +657,7 @@ class SessionCoordinator:
         if reason is None:
             kind = _TERMINATION_KINDS.get(event.reason, EndKind.FAILED)
             status_text = event.reason.split(" ", 1)[0]
-            status = int(status_text) if status_text.isdigit() else None
+            status = int(status_text) if _is_number(status_text) else None
             reason = EndReason(kind, status, event.reason)
         self._end(call, reason)
 
