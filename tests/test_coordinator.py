@@ -740,3 +740,16 @@ async def test_shutdown_cancels_a_ringing_outgoing_call(clock: trio.testing.Mock
         assert network.sent("CANCEL")
         assert (await handler.incoming[0].wait_ended()).kind is EndKind.CANCELLED
         await settle_and_check_empty(b)
+
+
+async def test_a_coordinator_runs_once(clock: trio.testing.MockClock) -> None:
+    coordinator = builder(MemoryNetwork(), A).build()
+    with pytest.raises(TrioVoipError):
+        await coordinator.make_call(BOB)  # not started
+    async with coordinator:
+        pass
+    with pytest.raises(TrioVoipError):
+        await coordinator.make_call(BOB)  # stopped
+    with pytest.raises(TrioVoipError):
+        async with coordinator:
+            pass

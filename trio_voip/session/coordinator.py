@@ -302,7 +302,10 @@ class SessionCoordinator:
         with trio.CancelScope(shield=True):
             await self._shutdown()
         self._nursery.cancel_scope.cancel()
-        return await self._stack.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._stack.__aexit__(exc_type, exc, tb)
+        finally:
+            self._nursery = None
 
     async def _shutdown(self) -> None:
         live = [call for call in self._calls.values() if call.state.live]
