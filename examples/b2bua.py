@@ -1,0 +1,289 @@
+"""A back-to-back user agent on the SessionCoordinator: every call in becomes one call out.
+
+    python examples/b2bua.py --bind 127.0.0.1:5062 --target sip:127.0.0.1:5070 [--quiet]
+
+Each incoming call (the caller's leg, A) places one call to ``--target`` (the callee's leg, B)
+and the two are tied together:
+
+* SDP is passed through: A's offer goes to B as received, B's answer goes back to A. We carry
+  no media (signalling only, like a B2BUA without a media relay). An INVITE without an offer
+  is refused with 488: the coordinator answers an offer in a 2xx by itself, so a late offer
+  cannot be passed through.
+* The Request-URI of B is ``--target``; when the target has no user part, A's Request-URI user
+  is kept (``INVITE sip:bob@b2bua`` -> ``sip:bob@target``). B's From carries A's user and
+  display name; Call-ID, tags and CSeq are B's own.
+* When B rings (180 or 183), A gets 180 Ringing. The coordinator has no call API for a
+  provisional response with a body, so a 183 with early-media SDP reaches A as a plain 180.
+* B answers: A is answered with B's SDP. B fails: A gets the mapped status (see
+  :func:`map_failure`: 4xx and 6xx as they are, 401/407 -> 403, 3xx -> 480, 5xx -> 502, no
+  answer -> 408).
+* A CANCELs: B is CANCELled. A or B hangs up (BYE): the other leg gets a BYE. A leg that
+  ends any other way (ring timeout, no ACK) ends the other one too.
+* In-dialog requests (re-INVITE, INFO, ...) are answered by the coordinator on each leg and
+  not relayed.
+
+On SIGTERM/SIGINT the live calls are hung up (bounded) and the counters are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import attrs
+import trio
+
+from trio_voip import (
+    CallDecision,
+    CallHandler,
+    CallSession,
+    CallState,
+    EndKind,
+    EndReason,
+    SessionCoordinator,
+    SessionManagerBuilder,
+    TrioVoipError,
+)
+from trio_voip.session import DecisionKind
+from trio_voip.sip.uri import SipUri, parse_uri
+
+__all__ = ["B2buaStats", "B2bua", "map_failure", "parse_bind", "serve", "main"]
+
+logger = logging.getLogger("b2bua")
+
+_REASONS = {403: "Forbidden", 408: "Request Timeout", 480: "Temporarily Unavailable",
+            488: "Not Acceptable Here", 500: "Server Internal Error", 502: "Bad Gateway"}
+
+
+def map_failure(reason: EndReason | None) -> tuple[int, str | None]:
+    """The status (and reason phrase, None for the default) to refuse the caller with when
+    the callee's leg ended without an answer for ``reason``.
+
+    4xx and 6xx pass as they are (486 -> 486, 408 -> 408, 603 -> 603), except 401/407: the
+    challenge was for us, not for the caller -> 403. 3xx -> 480: we do not follow redirects.
+    5xx -> 502 Bad Gateway: the fault is downstream, and a caller must not take a callee's
+    503 (and its Retry-After) as our own overload (RFC 3261 16.7 makes a proxy turn 503 into
+    500 for the same reason). No response at all (a timeout, a transport error) -> 408;
+    anything else without a status -> 500.
+    """
+    if reason is None:
+        return 500, None
+    status = reason.status
+    if status is None:
+        if reason.kind is EndKind.NO_ANSWER:
+            return 408, None
+        return 500, None
+    if status in (401, 407):
+        return 403, None
+    if 300 <= status < 400:
+        return 480, None
+    if 500 <= status < 600:
+        return 502, None
+    if 400 <= status < 700:
+        return status, None
+    return 500, None  # a "failure" with a 1xx/2xx status is our bug: say so
+
+
+@attrs.define
+class B2buaStats:
+    """Counts of calls through the B2BUA; ``active`` pairs of legs are not both over yet."""
+
+    calls: int = 0
+    answered: int = 0
+    refused: int = 0
+    cancelled: int = 0
+    active: int = 0
+
+
+class B2bua(CallHandler):
+    """The B2BUA's call handler; run it with ``await nursery.start(b2bua.run, builder)``, which
+    builds the coordinator (with this handler) from ``builder`` and reports it started."""
+
+    def __init__(self, target: SipUri) -> None:
+        self.target = target
+        self.stats = B2buaStats()
+        self._coordinator: SessionCoordinator | None = None
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def coordinator(self) -> SessionCoordinator:
+        if self._coordinator is None:
+            raise TrioVoipError("the B2BUA is not running")
+        return self._coordinator
+
+    async def run(
+        self,
+        builder: SessionManagerBuilder,
+        *,
+        task_status: trio.TaskStatus[SessionCoordinator] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                async with builder.handler(self).build() as coordinator:
+                    self._coordinator = coordinator
+                    task_status.started(coordinator)
+                    await trio.sleep_forever()
+            finally:
+                self._coordinator = None
+                nursery.cancel_scope.cancel()
+
+    def _callee_uri(self, caller: CallSession) -> SipUri:
+        invite = caller.invite
+        uri = invite.uri if invite is not None else None
+        if self.target.user is None and isinstance(uri, SipUri) and uri.user:
+            return attrs.evolve(self.target, user=uri.user)
+        return self.target
+
+    # -- the handler --
+
+    async def on_incoming_call(self, call: CallSession) -> CallDecision:
+        self.stats.calls += 1
+        invite = call.invite
+        if invite is None or not invite.body:
+            self.stats.refused += 1
+            return CallDecision.reject(488, "Offer Required")
+        caller = call.remote_party.uri
+        try:
+            callee = await self.coordinator.make_call(
+                self._callee_uri(call),
+                from_user=(caller.user if isinstance(caller, SipUri) else None) or "b2bua",
+                display_name=call.remote_party.display_name,
+                sdp=invite.body,
+            )
+        except TrioVoipError as exc:
+            logger.info("cannot call %s: %s", self.target, exc)
+            self.stats.refused += 1
+            status = getattr(exc, "status", None)
+            return CallDecision.reject(status if status and 400 <= status < 700 else 500)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._tie, call, callee)
+        # A CANCEL from the caller cancels us here; _tie then CANCELs the callee.
+        state = await callee.wait_state(CallState.RINGING, CallState.ACTIVE, CallState.ON_HOLD)
+        if state is CallState.RINGING:
+            self._nursery.start_soon(self._finish_ringing, call, callee)
+            return CallDecision.defer()
+        return self._decision(callee)
+
+    def _decision(self, callee: CallSession) -> CallDecision:
+        """Answer the caller as the callee's INVITE ended: its SDP answer, or its failure."""
+        if callee.state.established:
+            return CallDecision.accept(callee.remote_sdp)
+        status, reason = map_failure(callee.end_reason)
+        return CallDecision.reject(status, reason or _REASONS.get(status))
+
+    async def _finish_ringing(self, caller: CallSession, callee: CallSession) -> None:
+        """The caller rings (180 sent): answer or refuse it once the callee's INVITE ends."""
+        # Wait for our 180 to be out first, so a quick answer cannot overtake it.
+        await caller.wait_state(CallState.RINGING)
+        await callee.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
+        if caller.state is not CallState.RINGING:
+            return  # the caller gave up (CANCEL, ring timeout): _tie ends the callee
+        decision = self._decision(callee)
+        try:
+            if decision.kind is DecisionKind.ACCEPT:
+                await caller.answer(decision.sdp)
+            else:
+                assert decision.status is not None
+                await caller.reject(decision.status, decision.reason)
+        except TrioVoipError as exc:  # the caller went away at the same moment
+            logger.info("could not answer %s: %s", caller.id, exc)
+
+    async def _tie(self, caller: CallSession, callee: CallSession) -> None:
+        """Whichever leg ends first, end the other: CANCEL or BYE the callee; BYE the caller
+        once its answer (from the callee's outcome) is out."""
+        self.stats.active += 1
+        try:
+            first = await _first_to_end(caller, callee)
+            if first is caller:
+                await _quietly(callee.hangup)
+            else:
+                # An unanswered caller gets the callee's outcome from on_incoming_call or
+                # _finish_ringing; once that is out (and ACKed), hang up what is left.
+                await caller.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
+                await _quietly(caller.hangup)
+            await caller.wait_ended()
+            await callee.wait_ended()
+        finally:
+            self.stats.active -= 1
+            self._count(caller)
+
+    def _count(self, caller: CallSession) -> None:
+        reason = caller.end_reason
+        if caller.established_at is not None:
+            self.stats.answered += 1
+        elif reason is not None and reason.kind is EndKind.CANCELLED:
+            self.stats.cancelled += 1
+        else:
+            self.stats.refused += 1
+
+
+async def _first_to_end(a: CallSession, b: CallSession) -> CallSession:
+    ended: list[CallSession] = []
+    async with trio.open_nursery() as nursery:
+
+        async def wait(call: CallSession) -> None:
+            await call.wait_ended()
+            ended.append(call)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(wait, a)
+        nursery.start_soon(wait, b)
+    return ended[0]
+
+
+async def _quietly(hangup: object) -> None:
+    try:
+        await hangup()  # type: ignore[operator]
+    except TrioVoipError as exc:
+        logger.info("hang-up failed: %s", exc)
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def make_builder(host: str, port: int, max_calls: int) -> SessionManagerBuilder:
+    # Two coordinator calls per B2BUA call; SDP is passed through, so no RTP ports are used.
+    return SessionManagerBuilder().listen(host, port).limits(max_calls=2 * max_calls)
+
+
+async def serve(host: str, port: int, target: SipUri, max_calls: int, quiet: bool) -> None:
+    b2bua = B2bua(target)
+    coordinator: SessionCoordinator | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            coordinator = await nursery.start(b2bua.run, make_builder(host, port, max_calls))
+            if not quiet:
+                for address in coordinator.addresses:
+                    print(f"listening on {address}, calling {target}", flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        held = coordinator.stats() if coordinator is not None else None
+        print(f"b2bua: {b2bua.stats}; coordinator: {held}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="trio-voip back-to-back user agent")
+    parser.add_argument("--bind", default="127.0.0.1:5062", help="HOST:PORT (UDP and TCP)")
+    parser.add_argument("--target", required=True, help="SIP URI every call is placed to")
+    parser.add_argument("--max-calls", type=int, default=10000, help="concurrent calls")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO)
+    target = parse_uri(args.target)
+    if not isinstance(target, SipUri):
+        parser.error(f"--target must be a sip: or sips: URI, not {args.target}")
+    host, port = parse_bind(args.bind)
+    trio.run(serve, host, port, target, args.max_calls, args.quiet)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

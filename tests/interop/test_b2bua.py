@@ -1,0 +1,138 @@
+"""examples/b2bua.py in this process, between a SIPp caller and a SIPp callee on 127.0.0.1.
+
+Every test counts both SIPp sides (a B2BUA that swallows a BYE or a CANCEL still looks fine
+to the caller) and checks that the B2BUA's coordinator holds nothing afterwards.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trio_voip import EndKind, EndReason, SessionManagerBuilder
+from trio_voip.sip.uri import SipUri
+
+from .test_sipp_scenarios import (
+    FAST_TIMERS,
+    assert_clean,
+    drained,
+    scenario,
+    sipp_uac,
+    sipp_uas,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from b2bua import B2bua, map_failure  # noqa: E402
+
+
+async def start_b2bua(nursery: trio.Nursery, target_port: int) -> tuple[B2bua, object]:
+    b2bua = B2bua(SipUri(host="127.0.0.1", port=target_port))
+    builder = (
+        SessionManagerBuilder()
+        .listen("127.0.0.1", 0, transports=["UDP"])
+        .timers(FAST_TIMERS)
+        .limits(max_calls=5000)
+    )
+    coordinator = await nursery.start(b2bua.run, builder)
+    return b2bua, coordinator
+
+
+async def through_b2bua(ports, uac_scen: str, uas_scen: str, calls: int, rate: float = 100,
+                        uac_extra: list[str] | None = None, uas_extra: list[str] | None = None):
+    """SIPp caller -> B2BUA -> SIPp callee; returns (uac, uas, b2bua, held-after)."""
+    uas_port, uac_port = ports
+    async with trio.open_nursery() as nursery:
+        b2bua, coordinator = await start_b2bua(nursery, uas_port)
+        async with sipp_uas(uas_port, uas_scen, calls, uas_extra) as uas:
+            uac = await sipp_uac(coordinator.port(), uac_port, uac_scen, calls, rate=rate,
+                                 extra=uac_extra)
+        held = await drained(coordinator)
+        nursery.cancel_scope.cancel()
+    return uac, uas[0], b2bua, held
+
+
+async def test_hundreds_of_calls(sipp, unused_udp_port_pair):
+    uac, uas, b2bua, held = await through_b2bua(unused_udp_port_pair, "uac", "uas", 400,
+                                                rate=200)
+    assert_clean(uac, 400)
+    assert_clean(uas, 400)  # every INVITE, ACK and the caller's BYE reached the callee
+    assert held == (0, 0, 0, 0)
+    assert (b2bua.stats.calls, b2bua.stats.answered, b2bua.stats.active) == (400, 400, 0)
+
+
+async def test_cancel_propagates_to_the_callee(sipp, unused_udp_port_pair):
+    uac, uas, b2bua, held = await through_b2bua(
+        unused_udp_port_pair, scenario("uac_cancel.xml"), scenario("uas_ring_cancel.xml"), 100)
+    assert_clean(uac, 100)
+    assert_clean(uas, 100)  # the callee got a CANCEL and ACKed 487 for each call
+    assert held == (0, 0, 0, 0)
+    assert (b2bua.stats.cancelled, b2bua.stats.active) == (100, 0)
+
+
+async def test_callee_bye_propagates_to_the_caller(sipp, unused_udp_port_pair):
+    uac, uas, b2bua, held = await through_b2bua(
+        unused_udp_port_pair, scenario("uac_wait_bye.xml"), scenario("uas_bye.xml"), 200,
+        uas_extra=["-d", "100"])
+    assert_clean(uac, 200)  # every caller got the BYE
+    assert_clean(uas, 200)  # every callee's BYE was answered 200
+    assert held == (0, 0, 0, 0)
+    assert (b2bua.stats.answered, b2bua.stats.active) == (200, 0)
+
+
+@pytest.mark.parametrize(("callee", "caller"), [(486, 486), (603, 603), (404, 404),
+                                                (408, 408), (503, 502), (500, 502)])
+async def test_callee_rejection_is_mapped(sipp, unused_udp_port_pair, tmp_path, callee, caller):
+    log = tmp_path / "uac.log"
+    uac, uas, b2bua, held = await through_b2bua(
+        unused_udp_port_pair, scenario("uac_rejected.xml"), scenario("uas_reject.xml"), 10,
+        uac_extra=["-s", str(callee), "-trace_logs", "-log_file", str(log)])
+    assert_clean(uac, 10)
+    assert_clean(uas, 10)  # the callee got its ACK
+    assert Counter(log.read_text().split()) == {f"final={caller}": 10}
+    assert held == (0, 0, 0, 0)
+    assert (b2bua.stats.refused, b2bua.stats.active) == (10, 0)
+
+
+async def test_unreachable_callee_times_out_as_408(sipp, unused_udp_port_pair, tmp_path):
+    # Nothing listens on the target port: the callee's INVITE gets no answer (Timer B).
+    log = tmp_path / "uac.log"
+    dead_port, uac_port = unused_udp_port_pair
+    async with trio.open_nursery() as nursery:
+        b2bua, coordinator = await start_b2bua(nursery, dead_port)
+        uac = await sipp_uac(coordinator.port(), uac_port, scenario("uac_rejected.xml"), 3,
+                             extra=["-trace_logs", "-log_file", str(log)], timeout=20)
+        assert await drained(coordinator) == (0, 0, 0, 0)
+        nursery.cancel_scope.cancel()
+    assert_clean(uac, 3)
+    assert Counter(log.read_text().split()) == {"final=408": 3}
+
+
+def test_failure_mapping_table():
+    def m(kind, status=None):
+        return map_failure(EndReason(kind, status))[0]
+
+    assert m(EndKind.REJECTED, 486) == 486
+    assert m(EndKind.REJECTED, 603) == 603
+    assert m(EndKind.NO_ANSWER, 408) == 408
+    assert m(EndKind.NO_ANSWER) == 408
+    assert m(EndKind.REJECTED, 503) == 502
+    assert m(EndKind.REJECTED, 407) == 403
+    assert m(EndKind.REDIRECTED, 302) == 480
+    assert m(EndKind.FAILED) == 500
+    assert map_failure(None)[0] == 500
+
+
+@given(st.sampled_from(list(EndKind)), st.none() | st.integers(100, 699))
+def test_failure_mapping_is_always_a_final_failure(kind, status):
+    mapped, reason = map_failure(EndReason(kind, status))
+    assert 400 <= mapped <= 699
+    assert mapped not in (401, 407)  # a challenge the caller cannot answer
+    assert not 500 <= mapped < 600 or mapped in (500, 502)
+    if status is not None and 400 <= status < 700 and status not in (401, 407) and status < 500:
+        assert mapped == status
