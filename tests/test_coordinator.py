@@ -753,3 +753,24 @@ async def test_a_coordinator_runs_once(clock: trio.testing.MockClock) -> None:
     with pytest.raises(TrioVoipError):
         async with coordinator:
             pass
+
+
+async def test_hold_glare_is_retried(clock: trio.testing.MockClock) -> None:
+    """Both sides put the call on hold at the same moment: both re-INVITEs get 491, each
+    side retries after its back-off, and the call ends up held both ways."""
+    network = MemoryNetwork()
+    handler = Scripted()
+    async with pair(network, callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        (incoming,) = handler.incoming
+        await incoming.wait_state(CallState.ACTIVE, timeout=5)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call.hold)
+            nursery.start_soon(incoming.hold)
+        assert len(network.sent("SIP/2.0 491")) == 2
+        assert call.state is incoming.state is CallState.ON_HOLD
+        assert call.local_hold and call.remote_hold and incoming.local_hold and incoming.remote_hold
+        assert call.media is not None and call.media.direction.value == "inactive"
+        await call.hangup()
+        await settle_and_check_empty(a, b)

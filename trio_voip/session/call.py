@@ -126,7 +126,9 @@ class CallSession:
         await self._coordinator._hangup(self)
 
     async def hold(self) -> None:
-        """Put the call on hold with a re-INVITE (our streams sendonly, RFC 3264 8.4)."""
+        """Put the call on hold with a re-INVITE (our streams sendonly, RFC 3264 8.4).
+        On glare (491) it tries once more after the RFC 3261 14.1 back-off; any other
+        failure raises CallError and leaves the call as it was."""
         await self._coordinator._hold(self, hold=True)
 
     async def resume(self) -> None:

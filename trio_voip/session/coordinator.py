@@ -72,6 +72,7 @@ from trio_voip.sip.dialog import (
     RefreshSession,
     RequestReceived,
     Retransmit,
+    RetryReinvite,
     SendAck,
     SendBye,
     SendResponse,
@@ -151,6 +152,7 @@ class _CallLegs:
     confirmed: bool = False
     # in-dialog
     reinvite_busy: bool = False
+    glare_over: trio.Event = attrs.Factory(trio.Event)
     end_hint: EndReason | None = None
     session_id: int = attrs.Factory(lambda: secrets.randbelow(2**31))
 
@@ -612,6 +614,10 @@ class SessionCoordinator:
                 self._hint(event.dialog_id, EndReason(EndKind.SESSION_EXPIRED))
             elif isinstance(event, DialogTerminated):
                 self._dialog_terminated(event)
+            elif isinstance(event, RetryReinvite):
+                call = self._by_dialog.get(event.dialog_id)
+                if call is not None:
+                    self._legs[call.id].glare_over.set()
             elif isinstance(event, RefreshSession):
                 call = self._by_dialog.get(event.dialog_id)
                 if call is not None:
@@ -1471,11 +1477,20 @@ class SessionCoordinator:
             raise CallStateError(f"call {call.id} has no SDP to re-offer")
         if legs.reinvite_busy:
             raise CallStateError(f"call {call.id} has a re-INVITE in progress")
-        local = call.local_sdp
-        offer = hold_offer(local, call.remote_sdp) if hold else resume_offer(local)
         legs.reinvite_busy = True
         try:
-            response = await self._in_dialog_request(call, "INVITE", bytes(offer), SDP)
+            for attempt in (1, 2):
+                local = call.local_sdp
+                assert local is not None
+                offer = hold_offer(local, call.remote_sdp) if hold else resume_offer(local)
+                legs.glare_over = trio.Event()
+                response = await self._in_dialog_request(call, "INVITE", bytes(offer), SDP)
+                if response.status != 491 or attempt == 2:
+                    break
+                # Glare (RFC 3261 14.1): the dialog layer says when to try again.
+                with trio.move_on_after(5):
+                    await legs.glare_over.wait()
+                self._established_legs(call)
         finally:
             legs.reinvite_busy = False
         if not 200 <= response.status < 300:
