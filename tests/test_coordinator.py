@@ -775,3 +775,31 @@ async def test_hold_glare_is_retried(clock: trio.testing.MockClock) -> None:
         assert call.media is not None and call.media.direction.value == "inactive"
         await call.hangup()
         await settle_and_check_empty(a, b)
+
+
+async def test_early_media_183_then_answer(clock: trio.testing.MockClock) -> None:
+    """The callee sends 183 with its SDP before answering: the caller has the early media's
+    remote address while RINGING, then the 2xx's answer."""
+    network = MemoryNetwork()
+
+    class Progress(Scripted):
+        async def on_incoming_call(self, call: CallSession) -> CallDecision:
+            self.incoming.append(call)
+            assert call.remote_sdp is not None
+            await call.ring(sdp=call.remote_sdp)  # any SDP will do for the test: echo
+            return CallDecision.defer()
+
+    handler = Progress()
+    async with pair(network, callee=handler) as (a, b):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.RINGING, timeout=5)
+        assert len(network.sent("SIP/2.0 183")) == 1
+        assert call.remote_sdp is not None and call.media is not None
+        assert call.media.remote_port == call.rtp_port  # the echoed offer
+        (incoming,) = handler.incoming
+        assert incoming.state is CallState.RINGING
+        await incoming.answer()
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        assert call.media is not None and call.media.remote_port == incoming.rtp_port
+        await call.hangup()
+        await settle_and_check_empty(a, b)

@@ -116,6 +116,12 @@ class CallSession:
         other leg's SDP in a B2BUA); by default we answer the offer from our capabilities."""
         await self._coordinator._answer(self, sdp)
 
+    async def ring(self, sdp: SessionDescription | bytes | None = None) -> None:
+        """Tell the caller of an unanswered incoming call that it rings: 180 Ringing, or
+        183 Session Progress carrying ``sdp`` (early media, e.g. a B2BUA relaying the other
+        leg's 183). The call goes RINGING; answer or reject it later."""
+        await self._coordinator._ring(self, sdp)
+
     async def reject(self, status: int = 486, reason: str | None = None) -> None:
         """Refuse an incoming call that is not answered yet (default 486 Busy Here)."""
         await self._coordinator._reject(self, status, reason)

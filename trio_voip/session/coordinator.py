@@ -914,8 +914,7 @@ class SessionCoordinator:
                 headers=[("Contact", f"<{decision.target}>")],
             )
         else:
-            await self._respond_invite(call, 180)
-            self._set_state(call, CallState.RINGING, "ringing")
+            await self._ring(call, None)
             with trio.move_on_after(self.config.ring_timeout):
                 await legs.final_event.wait()
             if not legs.final_sent and call.state.live:
@@ -1010,6 +1009,18 @@ class SessionCoordinator:
         except OfferAnswerError as exc:
             logger.info("offer/answer did not produce usable media: %s", exc)
             return None
+
+    async def _ring(self, call: CallSession, sdp: SessionDescription | bytes | None) -> None:
+        self._incoming_unanswered(call)
+        if sdp is None:
+            await self._respond_invite(call, 180)
+        else:
+            body = bytes(sdp)
+            if isinstance(sdp, SessionDescription):
+                call.local_sdp = sdp
+            await self._respond_invite(call, 183, body=body)
+        if call.state is CallState.INITIATING:
+            self._set_state(call, CallState.RINGING, "ringing")
 
     async def _reject(self, call: CallSession, status: int, reason: str | None) -> None:
         self._incoming_unanswered(call)
@@ -1333,17 +1344,7 @@ class SessionCoordinator:
                 self._by_dialog[event.dialog_id] = call
                 call.remote_party = event.response.to
                 legs.confirmed = confirmed = True
-                if event.response.body and call.local_sdp is not None and call.remote_sdp is None:
-                    try:
-                        call.remote_sdp = parse_sdp(event.response.body)
-                    except SdpError as exc:
-                        logger.info("bad SDP in the 2xx for %s: %s", call.id, exc)
-                    else:
-                        if legs.invite is not None and legs.invite.body:
-                            call.media = self._negotiate(
-                                call.local_sdp, call.remote_sdp, we_offered=True
-                            )
-                            call.remote_hold = is_hold(call.remote_sdp)
+                self._take_answer(call, legs, event.response)
             elif isinstance(event, AckRequired):
                 await self._ack_with_answer(call, legs, event)
             elif isinstance(event, SendAck):
@@ -1352,8 +1353,10 @@ class SessionCoordinator:
                 await self._dialog_events([event])
         status = response.status
         if status < 200:
-            if status > 100 and call.state is CallState.INITIATING:
-                self._set_state(call, CallState.RINGING, f"{status} {response.reason}")
+            if status > 100:
+                self._take_answer(call, legs, response)  # early media (183)
+                if call.state is CallState.INITIATING:
+                    self._set_state(call, CallState.RINGING, f"{status} {response.reason}")
             return None
         if confirmed:
             if legs.cancel_requested:
@@ -1363,6 +1366,22 @@ class SessionCoordinator:
             else:
                 self._established(call)
         return response
+
+    def _take_answer(self, call: CallSession, legs: _CallLegs, response: Response) -> None:
+        """The SDP answer to our INVITE's offer, from a 18x (early media) or the 2xx; the
+        2xx's answer wins (without PRACK a provisional answer is only a preview)."""
+        if not response.body or call.local_sdp is None or legs.invite is None:
+            return
+        if not legs.invite.body:
+            return  # an offer in the 2xx is answered in the ACK (AckRequired)
+        try:
+            answer = parse_sdp(response.body)
+        except SdpError as exc:
+            logger.info("bad SDP in a %s for %s: %s", response.status, call.id, exc)
+            return
+        call.remote_sdp = answer
+        call.media = self._negotiate(call.local_sdp, answer, we_offered=True)
+        call.remote_hold = is_hold(answer)
 
     async def _ack_with_answer(
         self, call: CallSession, legs: _CallLegs, event: AckRequired
