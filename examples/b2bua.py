@@ -22,7 +22,8 @@ and the two are tied together:
 * In-dialog requests (re-INVITE, INFO, ...) are answered by the coordinator on each leg and
   not relayed.
 
-On SIGTERM/SIGINT the live calls are hung up (bounded) and the counters are printed.
+It prints one "listening on ..." line per socket once ready. On SIGTERM/SIGINT the live calls
+are hung up (bounded) and the counters are printed.
 """
 
 from __future__ import annotations
@@ -251,15 +252,15 @@ def make_builder(host: str, port: int, max_calls: int) -> SessionManagerBuilder:
     return SessionManagerBuilder().listen(host, port).limits(max_calls=2 * max_calls)
 
 
-async def serve(host: str, port: int, target: SipUri, max_calls: int, quiet: bool) -> None:
+async def serve(host: str, port: int, target: SipUri, max_calls: int) -> None:
     b2bua = B2bua(target)
     coordinator: SessionCoordinator | None = None
     try:
         async with trio.open_nursery() as nursery:
             coordinator = await nursery.start(b2bua.run, make_builder(host, port, max_calls))
-            if not quiet:
-                for address in coordinator.addresses:
-                    print(f"listening on {address}, calling {target}", flush=True)
+            # Printed even with --quiet: scripts wait for this line before placing calls.
+            for address in coordinator.addresses:
+                print(f"listening on {address}, calling {target}", flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
@@ -274,14 +275,14 @@ def main() -> int:
     parser.add_argument("--bind", default="127.0.0.1:5062", help="HOST:PORT (UDP and TCP)")
     parser.add_argument("--target", required=True, help="SIP URI every call is placed to")
     parser.add_argument("--max-calls", type=int, default=10000, help="concurrent calls")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="log warnings only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO)
     target = parse_uri(args.target)
     if not isinstance(target, SipUri):
         parser.error(f"--target must be a sip: or sips: URI, not {args.target}")
     host, port = parse_bind(args.bind)
-    trio.run(serve, host, port, target, args.max_calls, args.quiet)
+    trio.run(serve, host, port, target, args.max_calls)
     return 0
 
 
