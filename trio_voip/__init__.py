@@ -5,7 +5,27 @@ the layers under it live in :mod:`trio_voip.sip`, :mod:`trio_voip.sdp`,
 :mod:`trio_voip.offer_answer` and :mod:`trio_voip.rtp`.
 """
 
-from trio_voip.errors import CallError, CallStateError, TrioVoipError
+from trio_voip.bridge import (
+    BridgeCreated,
+    BridgeDestroyed,
+    BridgeEvent,
+    BridgeId,
+    BridgeInfo,
+    BridgeMode,
+    ParticipantAdded,
+    ParticipantRemoved,
+    RemovalReason,
+)
+from trio_voip.errors import (
+    BridgeError,
+    CallError,
+    CallStateError,
+    SessionAlreadyBridged,
+    SessionNotActive,
+    TrioVoipError,
+    UnknownBridge,
+    UnknownSession,
+)
 from trio_voip.events import EventBus
 from trio_voip.session import (
     CallDecision,
@@ -27,6 +47,20 @@ from trio_voip.session import (
 )
 
 __all__ = [
+    "BridgeCreated",
+    "BridgeDestroyed",
+    "BridgeEvent",
+    "BridgeId",
+    "BridgeInfo",
+    "BridgeMode",
+    "ParticipantAdded",
+    "ParticipantRemoved",
+    "RemovalReason",
+    "BridgeError",
+    "SessionAlreadyBridged",
+    "SessionNotActive",
+    "UnknownBridge",
+    "UnknownSession",
     "CallError",
     "CallStateError",
     "TrioVoipError",

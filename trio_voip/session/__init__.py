@@ -28,6 +28,7 @@ Leaving ``async with`` hangs up every live call (BYE/CANCEL, bounded by the shut
 timeout) and closes every socket.
 """
 
+from trio_voip.session.bridges import BridgeManager
 from trio_voip.session.builder import CoordinatorConfig, SessionManagerBuilder, TransportFactory
 from trio_voip.session.call import CallSession
 from trio_voip.session.coordinator import CoordinatorStats, SessionCoordinator
@@ -42,6 +43,7 @@ from trio_voip.session.handler import CallDecision, CallHandler, DecisionKind
 from trio_voip.session.state import TRANSITIONS, CallDirection, CallState, EndKind, EndReason
 
 __all__ = [
+    "BridgeManager",
     "CoordinatorConfig",
     "SessionManagerBuilder",
     "TransportFactory",

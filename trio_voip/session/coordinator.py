@@ -36,6 +36,7 @@ from trio_voip.errors import (
     TransportError,
     TrioVoipError,
 )
+from trio_voip.bridge import BridgeEvent, BridgeId, BridgeInfo, SessionId
 from trio_voip.events import EventBus
 from trio_voip.offer_answer import (
     LocalCapabilities,
@@ -49,6 +50,7 @@ from trio_voip.offer_answer import (
 )
 from trio_voip.rtp.ports import PortAllocator
 from trio_voip.sdp import Direction, SessionDescription, parse_sdp
+from trio_voip.session.bridges import BridgeManager
 from trio_voip.session.builder import CoordinatorConfig
 from trio_voip.session.call import CallSession
 from trio_voip.session.events import (
@@ -126,7 +128,10 @@ class CoordinatorStats:
     transactions: int
     rtp_ports: int
     registrations: int
+    #: session and bridge events lost by subscribers that did not keep up
     events_dropped: int
+    #: live bridges; a room made by create_bridge() stays until destroy_bridge()
+    bridges: int = 0
 
 
 @attrs.define(eq=False)
@@ -246,6 +251,7 @@ class SessionCoordinator:
         )
         self.ports = PortAllocator(config.rtp_start, config.rtp_end)
         self._bus: EventBus[SessionEvent] = EventBus()
+        self.bridge_manager = BridgeManager(self._is_active)
         realm = config.realm or config.domain
         self.authenticator = (
             DigestAuthenticator(realm, config.users.get, algorithms=config.digest_algorithms)
@@ -268,6 +274,10 @@ class SessionCoordinator:
         self._next_id = 0
         self._callbacks_running = 0
         self._callbacks_idle = trio.Event()
+
+    def _is_active(self, session_id: SessionId) -> bool:
+        call = self._calls.get(session_id)
+        return call is not None and call.state in (CallState.ACTIVE, CallState.ON_HOLD)
 
     def _is_user(self, aor: str) -> bool:
         """Whether a canonical AOR (``sip:user@domain``) names one of our users."""
@@ -322,6 +332,7 @@ class SessionCoordinator:
             while self._callbacks_running:
                 await self._callbacks_idle.wait()
         self._bus.close()
+        self.bridge_manager.close()
 
     async def _quiet_hangup(self, call: CallSession) -> None:
         try:
@@ -362,8 +373,44 @@ class SessionCoordinator:
             transactions=len(self.endpoint.layer),
             rtp_ports=self.ports.allocations,
             registrations=self.registrar.location.count,
-            events_dropped=self._bus.dropped,
+            events_dropped=self._bus.dropped + self.bridge_manager.dropped,
+            bridges=self.bridge_manager.count,
         )
+
+    # -- bridges (see trio_voip.bridge for the rules; ids are call ids) --
+
+    def create_bridge(self) -> BridgeId:
+        """A new empty bridge (a conference room): it lives until :meth:`destroy_bridge`."""
+        return self.bridge_manager.create_bridge()
+
+    def bridge_sessions(self, first: SessionId, second: SessionId) -> BridgeId:
+        """A new bridge joining two active (ACTIVE or ON_HOLD), unbridged calls; it is
+        destroyed when either leaves. Raises SessionNotActive / SessionAlreadyBridged /
+        BridgeError (same call twice), changing nothing."""
+        return self.bridge_manager.bridge_sessions(first, second)
+
+    def add_session_to_bridge(self, bridge_id: BridgeId, session_id: SessionId) -> None:
+        self.bridge_manager.add_session_to_bridge(bridge_id, session_id)
+
+    def remove_session_from_bridge(self, bridge_id: BridgeId, session_id: SessionId) -> None:
+        self.bridge_manager.remove_session_from_bridge(bridge_id, session_id)
+
+    def destroy_bridge(self, bridge_id: BridgeId) -> None:
+        self.bridge_manager.destroy_bridge(bridge_id)
+
+    def get_session_bridge(self, session_id: SessionId) -> BridgeId | None:
+        return self.bridge_manager.get_session_bridge(session_id)
+
+    def list_bridges(self) -> list[BridgeInfo]:
+        return self.bridge_manager.list_bridges()
+
+    def subscribe_to_bridge_events(
+        self, buffer: int | None = None
+    ) -> trio.MemoryReceiveChannel[BridgeEvent]:
+        """Every bridge event from now on. A subscriber that falls ``buffer`` events behind
+        loses the newest ones (counted in ``stats().events_dropped``); bridge
+        operations and calls never wait for it."""
+        return self.bridge_manager.subscribe(buffer or self.config.event_buffer)
 
     async def make_call(
         self,
@@ -546,6 +593,7 @@ class SessionCoordinator:
         self._publish(call, call._transition(CallState.TERMINATED, str(reason)))
         self._publish(call, CallEnded(call.id, reason, call.duration))
         call._bus.close()
+        self.bridge_manager.session_ended(call.id)
         if call.rtp_port is not None:
             self.ports.release(call.rtp_port)
         for dialog_id in {*legs.early, *([legs.dialog_id] if legs.dialog_id else [])}:

@@ -1,0 +1,291 @@
+"""Bridges on the SessionCoordinator: real calls on the in-memory network, virtual time."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from trio_voip import (
+    BridgeCreated,
+    BridgeDestroyed,
+    BridgeError,
+    BridgeEvent,
+    BridgeMode,
+    CallSession,
+    CallState,
+    ParticipantAdded,
+    ParticipantRemoved,
+    RemovalReason,
+    SessionAlreadyBridged,
+    SessionCoordinator,
+    SessionNotActive,
+    UnknownBridge,
+    UnknownSession,
+)
+from trio_voip.bridge import BridgeId, BridgeTable, SessionId
+from trio_voip.session.bridges import BridgeManager
+from trio_voip.testing.bridges import BridgeMachine
+
+from test_coordinator import BOB, Scripted, pair, settle_and_check_empty
+
+H, REMOVED, GONE, ALONE = (
+    RemovalReason.HANGUP,
+    RemovalReason.REMOVED,
+    RemovalReason.BRIDGE_DESTROYED,
+    RemovalReason.LEFT_ALONE,
+)
+
+
+@pytest.fixture
+def clock(autojump_clock: trio.testing.MockClock) -> trio.testing.MockClock:
+    return autojump_clock
+
+
+async def calls(a: SessionCoordinator, handler: Scripted, n: int) -> list[tuple[CallSession, CallSession]]:
+    """``n`` answered calls from ``a``: (our leg, the callee's leg)."""
+    out = []
+    for _ in range(n):
+        call = await a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        incoming = handler.incoming[-1]
+        await incoming.wait_state(CallState.ACTIVE, timeout=5)
+        out.append((call, incoming))
+    return out
+
+
+def drain(channel: trio.MemoryReceiveChannel[BridgeEvent]) -> list[BridgeEvent]:
+    out: list[BridgeEvent] = []
+    while True:
+        try:
+            out.append(channel.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return out
+
+
+def strip_time(events: list[BridgeEvent]) -> list[object]:
+    return [e.bridge_id if isinstance(e, BridgeCreated) else e for e in events]
+
+
+async def test_bridge_two_calls_then_one_hangs_up(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        events = a.subscribe_to_bridge_events()
+        (x, x_far), (y, _y_far) = await calls(a, handler, 2)
+        before = trio.current_time()
+        bridge = a.bridge_sessions(x.id, y.id)
+        assert strip_time(drain(events)) == [
+            bridge,
+            ParticipantAdded(bridge, x.id),
+            ParticipantAdded(bridge, y.id),
+        ]
+        assert a.get_session_bridge(x.id) == a.get_session_bridge(y.id) == bridge
+        (info,) = a.list_bridges()
+        assert (info.bridge_id, info.participants, info.mode) == (
+            bridge,
+            (x.id, y.id),
+            BridgeMode.RELAY,
+        )
+        assert info.created_at == before
+        assert a.stats().bridges == 1
+        # the far end hangs up x: x leaves (hangup), y is left alone, the bridge goes
+        await x_far.hangup()
+        await x.wait_ended()
+        assert drain(events) == [
+            ParticipantRemoved(bridge, x.id, H),
+            ParticipantRemoved(bridge, y.id, ALONE),
+            BridgeDestroyed(bridge),
+        ]
+        assert a.list_bridges() == [] and a.stats().bridges == 0
+        assert a.get_session_bridge(x.id) is None and a.get_session_bridge(y.id) is None
+        assert y.state is CallState.ACTIVE  # the application decides what to do with y
+        await y.hangup()
+        assert drain(events) == []
+        await settle_and_check_empty(a, b)
+
+
+async def test_on_hold_calls_are_active_and_hanging_up_locally_counts(
+    clock: trio.testing.MockClock,
+) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        events = a.subscribe_to_bridge_events()
+        (x, _), (y, _) = await calls(a, handler, 2)
+        await x.hold()
+        assert x.state is CallState.ON_HOLD
+        bridge = a.bridge_sessions(x.id, y.id)
+        drain(events)
+        await y.hangup()
+        assert drain(events) == [
+            ParticipantRemoved(bridge, y.id, H),
+            ParticipantRemoved(bridge, x.id, ALONE),
+            BridgeDestroyed(bridge),
+        ]
+        await x.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_errors_change_nothing(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        events = a.subscribe_to_bridge_events()
+        (x, _), (y, _) = await calls(a, handler, 2)
+        handler.delay = 100
+        ringing = await a.make_call(BOB)  # the callee takes 100 s to decide
+        await trio.sleep(1)
+        assert ringing.state in (CallState.INITIATING, CallState.RINGING)
+        with pytest.raises(SessionNotActive):
+            a.bridge_sessions(x.id, ringing.id)
+        with pytest.raises(SessionNotActive):
+            a.bridge_sessions(x.id, "no-such-call")
+        with pytest.raises(BridgeError):
+            a.bridge_sessions(x.id, x.id)
+        with pytest.raises(UnknownBridge):
+            a.destroy_bridge(BridgeId("bridge-99"))
+        with pytest.raises(UnknownBridge):
+            a.add_session_to_bridge(BridgeId("bridge-99"), x.id)
+        with pytest.raises(UnknownBridge):
+            a.remove_session_from_bridge(BridgeId("bridge-99"), x.id)
+        assert drain(events) == [] and a.list_bridges() == []
+        bridge = a.bridge_sessions(x.id, y.id)
+        room = a.create_bridge()
+        drain(events)
+        with pytest.raises(SessionAlreadyBridged) as caught:
+            a.add_session_to_bridge(room, x.id)
+        assert caught.value.bridge_id == bridge
+        with pytest.raises(SessionAlreadyBridged):
+            a.bridge_sessions(y.id, x.id)
+        with pytest.raises(SessionNotActive):
+            a.add_session_to_bridge(room, ringing.id)
+        with pytest.raises(UnknownSession):
+            a.remove_session_from_bridge(room, x.id)
+        assert drain(events) == []
+        assert [(i.bridge_id, i.participants) for i in a.list_bridges()] == [
+            (bridge, (x.id, y.id)),
+            (room, ()),
+        ]
+        # an ended call is not active either
+        await x.hangup()
+        drain(events)
+        with pytest.raises(SessionNotActive):
+            a.add_session_to_bridge(room, x.id)
+        await y.hangup()
+        await ringing.hangup()
+        a.destroy_bridge(room)
+        await settle_and_check_empty(a, b)
+
+
+async def test_conference_room_and_destroy(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        events = a.subscribe_to_bridge_events()
+        legs = await calls(a, handler, 3)
+        x, y, z = (call for call, _ in legs)
+        room = a.create_bridge()
+        for call in (x, y, z):
+            a.add_session_to_bridge(room, call.id)
+        (info,) = a.list_bridges()
+        assert info.participants == (x.id, y.id, z.id) and info.mode is BridgeMode.MIX
+        assert not info.destroy_when_alone
+        a.remove_session_from_bridge(room, y.id)
+        await z.hangup()
+        # a room outlives its participants leaving
+        assert [i.participants for i in a.list_bridges()] == [(x.id,)]
+        a.destroy_bridge(room)
+        assert strip_time(drain(events)) == [
+            room,
+            ParticipantAdded(room, x.id),
+            ParticipantAdded(room, y.id),
+            ParticipantAdded(room, z.id),
+            ParticipantRemoved(room, y.id, REMOVED),
+            ParticipantRemoved(room, z.id, H),
+            ParticipantRemoved(room, x.id, GONE),
+            BridgeDestroyed(room),
+        ]
+        # a destroyed pair frees both calls for another bridge
+        pair_id = a.bridge_sessions(x.id, y.id)
+        a.destroy_bridge(pair_id)
+        assert drain(events)[-3:] == [
+            ParticipantRemoved(pair_id, x.id, GONE),
+            ParticipantRemoved(pair_id, y.id, GONE),
+            BridgeDestroyed(pair_id),
+        ]
+        assert a.get_session_bridge(x.id) is None and a.stats().bridges == 0
+        await x.hangup()
+        await y.hangup()
+        await settle_and_check_empty(a, b)
+
+
+async def test_shutdown_ends_bridges_and_subscriptions(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        events = a.subscribe_to_bridge_events()
+        (x, _), (y, _) = await calls(a, handler, 2)
+        bridge = a.bridge_sessions(x.id, y.id)
+        drain(events)
+    # leaving the coordinator hangs the calls up: the bridge goes, then the channel ends
+    assert [type(e) for e in drain(events)] == [ParticipantRemoved] * 2 + [BridgeDestroyed]
+    assert a.list_bridges() == [] and a.get_session_bridge(x.id) is None
+    with pytest.raises(trio.EndOfChannel):
+        events.receive_nowait()
+    assert bridge not in {i.bridge_id for i in a.list_bridges()}
+
+
+async def test_subscriber_that_never_reads_does_not_block(clock: trio.testing.MockClock) -> None:
+    handler = Scripted()
+    async with pair(callee=handler) as (a, b):
+        stuck = a.subscribe_to_bridge_events(buffer=2)  # never read
+        reader = a.subscribe_to_bridge_events()
+        (x, _), (y, _) = await calls(a, handler, 2)
+        for _ in range(3):
+            a.destroy_bridge(a.bridge_sessions(x.id, y.id))
+        assert a.stats().events_dropped == 3 * 6 - 2
+        assert len(drain(reader)) == 3 * 6  # the other subscriber lost nothing
+        assert len(drain(stuck)) == 2
+        await x.hangup()
+        await y.hangup()
+        await settle_and_check_empty(a, b)
+
+
+# -- the BridgeMachine against the coordinator's bridge layer (the manager with its calls
+# reduced to a set of active ids; the coordinator adds only the ACTIVE/ON_HOLD test above) --
+
+
+class ManagerSystem:
+    def __init__(self, destroy_when_alone: bool) -> None:
+        self.active: set[SessionId] = set()
+        self.now = 0.0
+        self.manager = BridgeManager(
+            self.active.__contains__,
+            clock=self._tick,
+            table=BridgeTable(destroy_when_alone=destroy_when_alone),
+        )
+        self.count = 0
+
+    def _tick(self) -> float:
+        self.now += 0.5
+        return self.now
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.manager, name)
+
+    def subscribe_to_bridge_events(self) -> trio.MemoryReceiveChannel[BridgeEvent]:
+        return self.manager.subscribe(1000)
+
+    def start_session(self) -> SessionId:
+        self.count += 1
+        self.active.add(f"call-{self.count}")
+        return f"call-{self.count}"
+
+    def hang_up(self, session_id: SessionId) -> None:
+        if session_id in self.active:
+            self.active.remove(session_id)
+            self.manager.session_ended(session_id)
+
+
+class ManagerMachine(BridgeMachine):
+    def make_system(self) -> ManagerSystem:  # type: ignore[override]
+        return ManagerSystem(self.destroy_when_alone)
+
+
+TestManagerMachine = ManagerMachine.TestCase

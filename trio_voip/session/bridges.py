@@ -1,0 +1,100 @@
+"""The coordinator's bridges: :class:`BridgeManager`, a :class:`~trio_voip.bridge.BridgeTable`
+wired to the calls and to an event bus.
+
+The table decides (sans-IO); the manager supplies what only the coordinator knows -- whether a
+session is active (its call is ACTIVE or ON_HOLD) and the time -- and publishes exactly the
+events each operation returns, in order, on its :class:`~trio_voip.events.EventBus`. Every
+operation is synchronous: it changes state and publishes, nothing more (no media yet), so an
+operation that raises has changed and published nothing.
+
+Bridge event subscribers get their own channel; one that falls ``buffer`` events behind loses
+the newest ones (counted in :attr:`BridgeManager.dropped`), and bridge operations never wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from trio_voip.bridge import BridgeEvent, BridgeId, BridgeInfo, BridgeTable, SessionId
+from trio_voip.events import EventBus
+
+__all__ = ["BridgeManager"]
+
+
+class BridgeManager:
+    """Bridges between the sessions ``is_active`` knows, stamped with ``clock()``."""
+
+    def __init__(
+        self,
+        is_active: Callable[[SessionId], bool],
+        *,
+        clock: Callable[[], float] = trio.current_time,
+        table: BridgeTable | None = None,
+    ) -> None:
+        self._is_active = is_active
+        self._clock = clock
+        self.table = table if table is not None else BridgeTable()
+        self._bus: EventBus[BridgeEvent] = EventBus()
+
+    # -- queries --
+
+    @property
+    def count(self) -> int:
+        """How many bridges are live."""
+        return len(self.table)
+
+    @property
+    def dropped(self) -> int:
+        """Bridge events lost by subscribers that did not keep up."""
+        return self._bus.dropped
+
+    def get_session_bridge(self, session_id: SessionId) -> BridgeId | None:
+        return self.table.get_session_bridge(session_id)
+
+    def list_bridges(self) -> list[BridgeInfo]:
+        """The live bridges, oldest first."""
+        return self.table.list_bridges()
+
+    def subscribe(self, buffer: int) -> trio.MemoryReceiveChannel[BridgeEvent]:
+        return self._bus.subscribe(buffer)
+
+    # -- operations --
+
+    def create_bridge(self) -> BridgeId:
+        bridge_id, events = self.table.create_bridge(self._clock())
+        self._publish(events)
+        return bridge_id
+
+    def bridge_sessions(self, first: SessionId, second: SessionId) -> BridgeId:
+        bridge_id, events = self.table.bridge_sessions(
+            first,
+            second,
+            now=self._clock(),
+            first_active=self._is_active(first),
+            second_active=self._is_active(second),
+        )
+        self._publish(events)
+        return bridge_id
+
+    def add_session_to_bridge(self, bridge_id: BridgeId, session_id: SessionId) -> None:
+        self._publish(self.table.add_session(bridge_id, session_id, self._is_active(session_id)))
+
+    def remove_session_from_bridge(self, bridge_id: BridgeId, session_id: SessionId) -> None:
+        self._publish(self.table.remove_session(bridge_id, session_id))
+
+    def destroy_bridge(self, bridge_id: BridgeId) -> None:
+        self._publish(self.table.destroy_bridge(bridge_id))
+
+    def session_ended(self, session_id: SessionId) -> None:
+        """The call ``session_id`` is over: out of its bridge (reason ``HANGUP``), if any."""
+        self._publish(self.table.session_ended(session_id))
+
+    def close(self) -> None:
+        """End every subscription (after the coordinator ended its calls)."""
+        self._bus.close()
+
+    def _publish(self, events: list[BridgeEvent]) -> None:
+        for event in events:
+            self._bus.publish(event)
