@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, settings
 
 from trio_voip import (
     BridgeCreated,
@@ -23,7 +26,7 @@ from trio_voip import (
     UnknownBridge,
     UnknownSession,
 )
-from trio_voip.bridge import BridgeId, BridgeTable, SessionId
+from trio_voip.bridge import BridgeId, BridgeInfo, BridgeTable, SessionId
 from trio_voip.session.bridges import BridgeManager
 from trio_voip.testing.bridges import BridgeMachine
 
@@ -289,3 +292,100 @@ class ManagerMachine(BridgeMachine):
 
 
 TestManagerMachine = ManagerMachine.TestCase
+
+
+class CoordinatorSystem:
+    """The machine's BridgeSystem on a real coordinator: a Trio loop on a thread runs a caller
+    and a callee on the in-memory network; sessions are the caller's answered calls."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # reported to the machine's thread
+            self._failure = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self.handler = Scripted()
+        self._done = trio.Event()
+        async with pair(callee=self.handler) as (a, _b):
+            self.a = a
+            self.token = trio.lowlevel.current_trio_token()
+            self._ready.set()
+            await self._done.wait()
+
+    def _sync(self, name: str, *args: object) -> object:
+        return trio.from_thread.run_sync(getattr(self.a, name), *args, trio_token=self.token)
+
+    def create_bridge(self) -> BridgeId:
+        return self._sync("create_bridge")  # type: ignore[return-value]
+
+    def bridge_sessions(self, first: SessionId, second: SessionId) -> BridgeId:
+        return self._sync("bridge_sessions", first, second)  # type: ignore[return-value]
+
+    def add_session_to_bridge(self, bridge_id: BridgeId, session_id: SessionId) -> None:
+        self._sync("add_session_to_bridge", bridge_id, session_id)
+
+    def remove_session_from_bridge(self, bridge_id: BridgeId, session_id: SessionId) -> None:
+        self._sync("remove_session_from_bridge", bridge_id, session_id)
+
+    def destroy_bridge(self, bridge_id: BridgeId) -> None:
+        self._sync("destroy_bridge", bridge_id)
+
+    def get_session_bridge(self, session_id: SessionId) -> BridgeId | None:
+        return self._sync("get_session_bridge", session_id)  # type: ignore[return-value]
+
+    def list_bridges(self) -> list[BridgeInfo]:
+        return self._sync("list_bridges")  # type: ignore[return-value]
+
+    def subscribe_to_bridge_events(self) -> trio.MemoryReceiveChannel[BridgeEvent]:
+        return self._sync("subscribe_to_bridge_events", 1000)  # type: ignore[return-value]
+
+    async def _start(self) -> SessionId:
+        call = await self.a.make_call(BOB)
+        await call.wait_state(CallState.ACTIVE, timeout=5)
+        await trio.testing.wait_all_tasks_blocked()
+        return call.id
+
+    def start_session(self) -> SessionId:
+        return trio.from_thread.run(self._start, trio_token=self.token)
+
+    async def _hang_up(self, session_id: SessionId) -> None:
+        for call in self.a.calls:
+            if call.id == session_id:
+                await call.hangup()
+        await trio.testing.wait_all_tasks_blocked()
+
+    def hang_up(self, session_id: SessionId) -> None:
+        trio.from_thread.run(self._hang_up, session_id, trio_token=self.token)
+
+    def close(self) -> None:
+        trio.from_thread.run_sync(self._done.set, trio_token=self.token)
+        self._thread.join(10)
+        if self._failure is not None:
+            raise self._failure
+
+
+class CoordinatorMachine(BridgeMachine):
+    max_sessions = 5
+
+    def make_system(self) -> CoordinatorSystem:  # type: ignore[override]
+        return CoordinatorSystem()
+
+
+TestCoordinatorMachine = CoordinatorMachine.TestCase
+TestCoordinatorMachine.settings = settings(
+    max_examples=40,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
