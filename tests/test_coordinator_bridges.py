@@ -389,3 +389,56 @@ TestCoordinatorMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+# -- media: a relaying caller bridges two calls to "phones" on real UDP sockets (real time) --
+
+RTP = b"\x80\x00\x00\x01" + b"\x00\x00\x00\xa0" + b"\x12\x34\x56\x78" + b"\xff" * 160
+
+
+async def phone(port: int) -> trio.socket.SocketType:
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", port))
+    return sock
+
+
+async def heard(sock: trio.socket.SocketType, wait: float = 0.3) -> bytes | None:
+    with trio.move_on_after(wait):
+        data, _ = await sock.recvfrom(2048)
+        return data
+    return None
+
+
+async def test_two_party_bridge_relays_media() -> None:
+    handler = Scripted()
+    setup = lambda b: b.media_relay().rtp_ports(31000, 31099)  # noqa: E731
+    async with pair(callee=handler, caller_setup=setup) as (a, b):
+        assert a.relay is not None
+        (x, x_far), (y, y_far) = await calls(a, handler, 2)
+        assert a.relay.endpoint_count == 2 and a.stats().rtp_ports == 2
+        assert x.rtp_port is not None and y.rtp_port is not None
+        assert x_far.rtp_port is not None and y_far.rtp_port is not None
+        phone_x, phone_y = await phone(x_far.rtp_port), await phone(y_far.rtp_port)
+        with phone_x, phone_y:
+            # not bridged: what x's phone sends goes nowhere
+            await phone_x.sendto(RTP, ("127.0.0.1", x.rtp_port))
+            assert await heard(phone_y) is None
+            bridge = a.bridge_sessions(x.id, y.id)
+            await phone_x.sendto(RTP, ("127.0.0.1", x.rtp_port))
+            assert await heard(phone_y, 5) == RTP
+            await phone_y.sendto(RTP[:-1], ("127.0.0.1", y.rtp_port))
+            assert await heard(phone_x, 5) == RTP[:-1]
+            # a third participant turns the bridge into a mix, which is not done yet: silence
+            (z, _z_far), = await calls(a, handler, 1)
+            a.add_session_to_bridge(bridge, z.id)
+            await phone_x.sendto(RTP, ("127.0.0.1", x.rtp_port))
+            assert await heard(phone_y) is None
+            a.remove_session_from_bridge(bridge, z.id)
+            await phone_x.sendto(RTP, ("127.0.0.1", x.rtp_port))
+            assert await heard(phone_y, 5) == RTP
+            a.remove_session_from_bridge(bridge, y.id)  # x left alone: bridge gone, unlinked
+            await phone_x.sendto(RTP, ("127.0.0.1", x.rtp_port))
+            assert await heard(phone_y) is None
+            for call in (x, y, z):
+                await call.hangup()
+        assert a.relay.endpoint_count == 0 and a.stats().rtp_ports == 0

@@ -4,8 +4,14 @@ wired to the calls and to an event bus.
 The table decides (sans-IO); the manager supplies what only the coordinator knows -- whether a
 session is active (its call is ACTIVE or ON_HOLD) and the time -- and publishes exactly the
 events each operation returns, in order, on its :class:`~trio_voip.events.EventBus`. Every
-operation is synchronous: it changes state and publishes, nothing more (no media yet), so an
+operation is synchronous: it changes state, publishes, then makes the media follow, so an
 operation that raises has changed and published nothing.
+
+**Media.** Given ``media`` (session id -> the call's relay endpoint, None when the call has
+none), the manager follows :meth:`~trio_voip.bridge.BridgeTable.media_plan` after each
+operation: the two participants of a two-party bridge are connected on the relay, a session
+leaving a bridge is disconnected. Three or more (``MIX``) are not mixed yet: their legs are
+left disconnected.
 
 Bridge event subscribers get their own channel; one that falls ``buffer`` events behind loses
 the newest ones (counted in :attr:`BridgeManager.dropped`), and bridge operations never wait.
@@ -17,8 +23,17 @@ from collections.abc import Callable
 
 import trio
 
-from trio_voip.bridge import BridgeEvent, BridgeId, BridgeInfo, BridgeTable, SessionId
+from trio_voip.bridge import (
+    BridgeEvent,
+    BridgeId,
+    BridgeInfo,
+    BridgeMode,
+    BridgeTable,
+    ParticipantRemoved,
+    SessionId,
+)
 from trio_voip.events import EventBus
+from trio_voip.rtp.relay import MediaEndpoint
 
 __all__ = ["BridgeManager"]
 
@@ -32,8 +47,10 @@ class BridgeManager:
         *,
         clock: Callable[[], float] = trio.current_time,
         table: BridgeTable | None = None,
+        media: Callable[[SessionId], MediaEndpoint | None] | None = None,
     ) -> None:
         self._is_active = is_active
+        self._media = media
         self._clock = clock
         self.table = table if table is not None else BridgeTable()
         self._bus: EventBus[BridgeEvent] = EventBus()
@@ -98,3 +115,28 @@ class BridgeManager:
     def _publish(self, events: list[BridgeEvent]) -> None:
         for event in events:
             self._bus.publish(event)
+        if self._media is not None and events:
+            self._follow_media(self._media, events)
+
+    def _follow_media(
+        self, media: Callable[[SessionId], MediaEndpoint | None], events: list[BridgeEvent]
+    ) -> None:
+        touched: dict[BridgeId, None] = {}
+        for event in events:
+            touched[event.bridge_id] = None
+            if isinstance(event, ParticipantRemoved):
+                endpoint = media(event.session_id)
+                if endpoint is not None:
+                    endpoint.relay.disconnect(endpoint)
+        live = {info.bridge_id for info in self.table.list_bridges()}
+        for bridge_id in touched.keys() & live:
+            plan = self.table.media_plan(bridge_id)
+            if plan.relay is not None:
+                first, second = media(plan.relay[0]), media(plan.relay[1])
+                if first is not None and second is not None:
+                    first.relay.connect(first, second)
+            elif plan.mode is BridgeMode.MIX:
+                for session_id in plan.mixed:
+                    endpoint = media(session_id)
+                    if endpoint is not None:
+                        endpoint.relay.disconnect(endpoint)

@@ -70,6 +70,7 @@ class CoordinatorConfig:
     ring_timeout: float = 120.0
     shutdown_timeout: float = 2.0
     event_buffer: int = 1000
+    media_relay: bool = False
     user_agent: str = "trio-voip"
     transport_factory: TransportFactory | None = attrs.field(default=None, eq=False)
 
@@ -125,6 +126,12 @@ class SessionManagerBuilder:
 
     def rtp_ports(self, start: int, end: int) -> SessionManagerBuilder:
         self._fields.update(rtp_start=start, rtp_end=end)
+        return self
+
+    def media_relay(self, enabled: bool = True) -> SessionManagerBuilder:
+        """Terminate media of calls answered or placed with our own SDP on an RTP relay
+        endpoint (bound on the listen host), so two-party bridges relay their packets."""
+        self._fields["media_relay"] = enabled
         return self
 
     def codecs(self, *codecs: Codec) -> SessionManagerBuilder:

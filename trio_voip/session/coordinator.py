@@ -49,6 +49,7 @@ from trio_voip.offer_answer import (
     resume_offer,
 )
 from trio_voip.rtp.ports import PortAllocator
+from trio_voip.rtp.relay import MediaEndpoint, RtpRelay
 from trio_voip.sdp import Direction, SessionDescription, parse_sdp
 from trio_voip.session.bridges import BridgeManager
 from trio_voip.session.builder import CoordinatorConfig
@@ -251,7 +252,14 @@ class SessionCoordinator:
         )
         self.ports = PortAllocator(config.rtp_start, config.rtp_end)
         self._bus: EventBus[SessionEvent] = EventBus()
-        self.bridge_manager = BridgeManager(self._is_active)
+        self.relay = (
+            RtpRelay(self.ports, host=config.host or "0.0.0.0") if config.media_relay else None
+        )
+        # relay endpoints of the live calls that have one, by call id
+        self._endpoints: dict[str, MediaEndpoint] = {}
+        self.bridge_manager = BridgeManager(
+            self._is_active, media=self._bridge_media if self.relay is not None else None
+        )
         realm = config.realm or config.domain
         self.authenticator = (
             DigestAuthenticator(realm, config.users.get, algorithms=config.digest_algorithms)
@@ -279,6 +287,29 @@ class SessionCoordinator:
         call = self._calls.get(session_id)
         return call is not None and call.state in (CallState.ACTIVE, CallState.ON_HOLD)
 
+    def _bridge_media(self, session_id: SessionId) -> MediaEndpoint | None:
+        """The call's relay endpoint, aimed at its negotiated remote media the first time."""
+        endpoint = self._endpoints.get(session_id)
+        call = self._calls.get(session_id)
+        if endpoint is not None and call is not None and endpoint.remote is None and call.media:
+            media = call.media
+            endpoint.set_remote(
+                media.remote_address,
+                media.remote_port,
+                rtcp_port=media.remote_rtcp_port,
+                payload_types=[
+                    pt for pt in (media.payload_type, media.telephone_event_pt) if pt is not None
+                ],
+            )
+        return endpoint
+
+    def _allocate_media(self, call: CallSession) -> int:
+        """A local RTP port for our own SDP: a relay endpoint's when media is relayed."""
+        if self.relay is None:
+            return self.ports.allocate()
+        endpoint = self._endpoints[call.id] = self.relay.open_endpoint()
+        return endpoint.local_port
+
     def _is_user(self, aor: str) -> bool:
         """Whether a canonical AOR (``sip:user@domain``) names one of our users."""
         user = aor.partition(":")[2].partition("@")[0]
@@ -295,6 +326,8 @@ class SessionCoordinator:
         self._nursery = nursery
         try:
             self._addresses = await nursery.start(self.endpoint.run)
+            if self.relay is not None:
+                await nursery.start(self.relay.run)
         except BaseException:
             nursery.cancel_scope.cancel()
             await stack.aclose()
@@ -446,7 +479,7 @@ class SessionCoordinator:
         call = self._new_call(CallDirection.OUTGOING, call_id, local, remote, legs)
         try:
             if sdp is None or sdp == b"":
-                call.rtp_port = self.ports.allocate()
+                call.rtp_port = self._allocate_media(call)
             if sdp is None:
                 sdp = build_offer(
                     address=self._media_host,
@@ -594,7 +627,10 @@ class SessionCoordinator:
         self._publish(call, CallEnded(call.id, reason, call.duration))
         call._bus.close()
         self.bridge_manager.session_ended(call.id)
-        if call.rtp_port is not None:
+        endpoint = self._endpoints.pop(call.id, None)
+        if endpoint is not None:
+            endpoint.close()  # gives its port back
+        elif call.rtp_port is not None:
             self.ports.release(call.rtp_port)
         for dialog_id in {*legs.early, *([legs.dialog_id] if legs.dialog_id else [])}:
             self._by_dialog.pop(dialog_id, None)
@@ -1021,7 +1057,7 @@ class SessionCoordinator:
         if sdp is None and call.rtp_port is None:
             # Our own SDP needs a port of ours (an SDP passed through does not).
             try:
-                call.rtp_port = self.ports.allocate()
+                call.rtp_port = self._allocate_media(call)
             except TrioVoipError:
                 await self._final(call, 503, None, EndReason(EndKind.FAILED, 503, "no RTP port"))
                 return
