@@ -32,6 +32,7 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -48,11 +49,16 @@ from trio_voip import (
     TrioVoipError,
 )
 from trio_voip.session import DecisionKind
+from trio_voip.sip.transaction import TimerConfig
 from trio_voip.sip.uri import SipUri, parse_uri
 
 __all__ = ["B2buaStats", "B2bua", "map_failure", "parse_bind", "serve", "main"]
 
 logger = logging.getLogger("b2bua")
+
+# How long the callee's INVITE may stay unanswered after a provisional response (Timer C;
+# RFC 3261 16.6 asks a proxy for more than 3 minutes).
+CALLEE_TIMEOUT = 181.0
 
 _REASONS = {403: "Forbidden", 408: "Request Timeout", 480: "Temporarily Unavailable",
             488: "Not Acceptable Here", 500: "Server Internal Error", 502: "Bad Gateway"}
@@ -235,9 +241,9 @@ async def _first_to_end(a: CallSession, b: CallSession) -> CallSession:
     return ended[0]
 
 
-async def _quietly(hangup: object) -> None:
+async def _quietly(hangup: Callable[[], Awaitable[None]]) -> None:
     try:
-        await hangup()  # type: ignore[operator]
+        await hangup()
     except TrioVoipError as exc:
         logger.info("hang-up failed: %s", exc)
 
@@ -248,8 +254,14 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 
 def make_builder(host: str, port: int, max_calls: int) -> SessionManagerBuilder:
-    # Two coordinator calls per B2BUA call; SDP is passed through, so no RTP ports are used.
-    return SessionManagerBuilder().listen(host, port).limits(max_calls=2 * max_calls)
+    """Two coordinator calls per B2BUA call; SDP is passed through, so no RTP ports are used.
+    Timer C bounds a callee that sends 100 Trying and then nothing (the caller gets 408)."""
+    return (
+        SessionManagerBuilder()
+        .listen(host, port)
+        .timers(TimerConfig(timer_c=CALLEE_TIMEOUT))
+        .limits(max_calls=2 * max_calls)
+    )
 
 
 async def serve(host: str, port: int, target: SipUri, max_calls: int) -> None:
