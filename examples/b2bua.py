@@ -95,7 +95,9 @@ def map_failure(reason: EndReason | None) -> tuple[int, str | None]:
 
 @attrs.define
 class B2buaStats:
-    """Counts of calls through the B2BUA; ``active`` pairs of legs are not both over yet."""
+    """Counts of incoming calls: ``answered`` (the callee answered, so did we), ``refused``
+    (the caller got a failure status), ``cancelled`` (the caller gave up first); ``active``
+    pairs of legs are not both over yet."""
 
     calls: int = 0
     answered: int = 0
@@ -111,6 +113,8 @@ class B2bua(CallHandler):
     def __init__(self, target: SipUri) -> None:
         self.target = target
         self.stats = B2buaStats()
+        # The answer each caller was given, by call id, until its pair of legs is over.
+        self._outcome: dict[str, bool] = {}
         self._coordinator: SessionCoordinator | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -172,11 +176,13 @@ class B2bua(CallHandler):
         if state is CallState.RINGING:
             self._nursery.start_soon(self._finish_ringing, call, callee)
             return CallDecision.defer()
-        return self._decision(callee)
+        return self._decision(call, callee)
 
-    def _decision(self, callee: CallSession) -> CallDecision:
+    def _decision(self, caller: CallSession, callee: CallSession) -> CallDecision:
         """Answer the caller as the callee's INVITE ended: its SDP answer, or its failure."""
-        if callee.state.established:
+        answered = callee.state.established
+        self._outcome[caller.id] = answered
+        if answered:
             return CallDecision.accept(callee.remote_sdp)
         status, reason = map_failure(callee.end_reason)
         return CallDecision.reject(status, reason or _REASONS.get(status))
@@ -188,7 +194,7 @@ class B2bua(CallHandler):
         await callee.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
         if caller.state is not CallState.RINGING:
             return  # the caller gave up (CANCEL, ring timeout): _tie ends the callee
-        decision = self._decision(callee)
+        decision = self._decision(caller, callee)
         try:
             if decision.kind is DecisionKind.ACCEPT:
                 await caller.answer(decision.sdp)
@@ -218,11 +224,12 @@ class B2bua(CallHandler):
             self._count(caller)
 
     def _count(self, caller: CallSession) -> None:
+        answered = self._outcome.pop(caller.id, False)
         reason = caller.end_reason
-        if caller.established_at is not None:
-            self.stats.answered += 1
-        elif reason is not None and reason.kind is EndKind.CANCELLED:
+        if reason is not None and reason.kind is EndKind.CANCELLED:
             self.stats.cancelled += 1
+        elif answered:
+            self.stats.answered += 1
         else:
             self.stats.refused += 1
 
