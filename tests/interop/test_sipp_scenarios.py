@@ -11,7 +11,7 @@ transactions, RTP ports).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -261,9 +261,10 @@ async def test_coordinator_rejects(sipp, unused_udp_port_pair, tmp_path):
 
 
 async def place_calls(coordinator: SessionCoordinator, port: int, calls: int,
-                      body: Callable[[CallSession], object], parallel: int = 50) -> list[CallSession]:
+                      body: Callable[[CallSession], Awaitable[None]],
+                      parallel: int = 50) -> list[CallSession]:
     """Place ``calls`` calls to SIPp on ``port``, at most ``parallel`` at a time; each call is
-    handed to ``body`` (an async function) once placed."""
+    handed to ``body`` once placed."""
     limiter = trio.CapacityLimiter(parallel)
     placed: list[CallSession] = []
 
@@ -271,7 +272,7 @@ async def place_calls(coordinator: SessionCoordinator, port: int, calls: int,
         async with limiter:
             call = await coordinator.make_call(f"sip:service@127.0.0.1:{port}", from_user=f"u{n}")
             placed.append(call)
-            await body(call)  # type: ignore[misc]
+            await body(call)
 
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
