@@ -131,7 +131,7 @@ async def ladder(name: str, rates: list[int], secs: float, with_b2bua: bool) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="50,100,200,300,350,400,500,600,800")
-    parser.add_argument("--direct-rates", default="1000,2000,4000,6000,8000,10000,12000,16000")
+    parser.add_argument("--direct-rates", default="1000,2000,4000,8000,12000,16000,20000,24000,32000")
     parser.add_argument("--secs", type=float, default=4.0)
     args = parser.parse_args()
     if sipp_binary() is None:

@@ -5,10 +5,11 @@
 Each incoming call (the caller's leg, A) places one call to ``--target`` (the callee's leg, B)
 and the two are tied together:
 
-* SDP is passed through: A's offer goes to B as received, B's answer goes back to A. We carry
-  no media (signalling only, like a B2BUA without a media relay). An INVITE without an offer
-  is refused with 488: the coordinator answers an offer in a 2xx by itself, so a late offer
-  cannot be passed through.
+* SDP is passed through: A's offer goes to B byte for byte, B's answer goes back to A (as
+  parsed and written out again by trio_voip.sdp: same content, not necessarily the same
+  bytes). We carry no media (signalling only, like a B2BUA without a media relay). An INVITE
+  without an offer is refused with 488: the coordinator answers an offer in a 2xx by itself,
+  so a late offer cannot be passed through.
 * The Request-URI of B is ``--target``; when the target has no user part, A's Request-URI user
   is kept (``INVITE sip:bob@b2bua`` -> ``sip:bob@target``). B's From carries A's user and
   display name; Call-ID, tags and CSeq are B's own.
@@ -20,7 +21,9 @@ and the two are tied together:
 * A CANCELs: B is CANCELled. A or B hangs up (BYE): the other leg gets a BYE. A leg that
   ends any other way (ring timeout, no ACK) ends the other one too.
 * In-dialog requests (re-INVITE, INFO, ...) are answered by the coordinator on each leg and
-  not relayed.
+  not relayed: a re-INVITE (hold, a new media address) gets the coordinator's own answer,
+  and the other leg never hears of it. The coordinator has no hook yet to answer a
+  re-INVITE with the other leg's answer.
 
 It prints one "listening on ..." line per socket once ready. On SIGTERM/SIGINT the live calls
 are hung up (bounded) and the counters are printed.
