@@ -16,9 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_voip import EndKind, EndReason, SessionManagerBuilder
+from trio_voip.sip.transaction import TimerConfig
 from trio_voip.sip.uri import SipUri
 
 from .test_sipp_scenarios import (
+    CALLER_DRAIN,
+    CALLER_TIMERS,
     FAST_TIMERS,
     assert_clean,
     drained,
@@ -31,12 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from b2bua import B2bua, map_failure  # noqa: E402
 
 
-async def start_b2bua(nursery: trio.Nursery, target_port: int) -> tuple[B2bua, object]:
+async def start_b2bua(nursery: trio.Nursery, target_port: int,
+                      timers: TimerConfig = CALLER_TIMERS) -> tuple[B2bua, object]:
+    # The B2BUA calls SIPp's UAS: the longer Timer A of CALLER_TIMERS (see there).
     b2bua = B2bua(SipUri(host="127.0.0.1", port=target_port))
     builder = (
         SessionManagerBuilder()
         .listen("127.0.0.1", 0, transports=["UDP"])
-        .timers(FAST_TIMERS)
+        .timers(timers)
         .limits(max_calls=5000)
     )
     coordinator = await nursery.start(b2bua.run, builder)
@@ -52,7 +57,7 @@ async def through_b2bua(ports, uac_scen: str, uas_scen: str, calls: int, rate: f
         async with sipp_uas(uas_port, uas_scen, calls, uas_extra) as uas:
             uac = await sipp_uac(coordinator.port(), uac_port, uac_scen, calls, rate=rate,
                                  extra=uac_extra)
-        held = await drained(coordinator)
+        held = await drained(coordinator, CALLER_DRAIN)
         nursery.cancel_scope.cancel()
     return uac, uas[0], b2bua, held
 
@@ -104,7 +109,7 @@ async def test_unreachable_callee_times_out_as_408(sipp, unused_udp_port_pair, t
     log = tmp_path / "uac.log"
     dead_port, uac_port = unused_udp_port_pair
     async with trio.open_nursery() as nursery:
-        b2bua, coordinator = await start_b2bua(nursery, dead_port)
+        b2bua, coordinator = await start_b2bua(nursery, dead_port, FAST_TIMERS)
         uac = await sipp_uac(coordinator.port(), uac_port, scenario("uac_rejected.xml"), 3,
                              extra=["-trace_logs", "-log_file", str(log)], timeout=20)
         assert await drained(coordinator) == (0, 0, 0, 0)
