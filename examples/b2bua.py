@@ -55,7 +55,10 @@ from trio_voip.session import DecisionKind
 from trio_voip.sip.transaction import TimerConfig
 from trio_voip.sip.uri import SipUri, parse_uri
 
-__all__ = ["CALLEE_TIMEOUT", "B2buaStats", "B2bua", "map_failure", "parse_bind", "make_builder", "serve", "main"]
+__all__ = [
+    "CALLEE_TIMEOUT", "B2buaStats", "B2bua", "map_failure", "parse_bind", "make_builder", "serve",
+    "main",
+]
 
 logger = logging.getLogger("b2bua")
 
