@@ -183,7 +183,7 @@ async def serve(host: str, port: int, quiet: bool) -> None:
             await nursery.start(uas.run)
             if not quiet:
                 for address in addresses:
-                    print(f"listening on {address}", flush=True)
+                    print(f"listening on {address.transport} {address.host}:{address.port}", flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
