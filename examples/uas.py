@@ -182,8 +182,8 @@ async def serve(host: str, port: int, quiet: bool) -> None:
             addresses = await nursery.start(endpoint.run)
             await nursery.start(uas.run)
             if not quiet:
-                for address in addresses:
-                    print(f"listening on {address.transport} {address.host}:{address.port}", flush=True)
+                for a in addresses:
+                    print(f"listening on {a.transport} {a.host}:{a.port}", flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
