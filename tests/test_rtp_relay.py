@@ -302,22 +302,39 @@ async def test_rtcp_mux(relay: RtpRelay, phones: list[Phone]) -> None:
         c_rtcp.close()
 
 
-async def test_on_packet_hook_and_broken_hook(relay: RtpRelay, phones: list[Phone]) -> None:
+async def test_taps_in_order_and_broken_tap_removed(relay: RtpRelay, phones: list[Phone]) -> None:
     a, b, _ = phones
     ea, eb = bridge(relay, a, b)
-    seen: list[tuple[int, bool]] = []
-    ea.on_packet = lambda view, is_rtcp: seen.append((parse_rtp(view).sequence, is_rtcp))
+    seen: list[tuple[str, int, bool]] = []
+
+    def first(view: memoryview, is_rtcp: bool) -> None:
+        seen.append(("first", parse_rtp(view).sequence, is_rtcp))
+
+    def second(view: memoryview, is_rtcp: bool) -> None:
+        seen.append(("second", parse_rtp(view).sequence, is_rtcp))
+
+    ea.add_tap(first)
+    ea.add_tap(second)
+    with pytest.raises(RtpError):
+        ea.add_tap(first)
     await a.send(rtp(42), ea.local_port)
     await b.recv()
-    assert seen == [(42, False)]
+    assert seen == [("first", 42, False), ("second", 42, False)]
 
     def broken(view: memoryview, is_rtcp: bool) -> None:
         raise ValueError("consumer bug")
 
-    ea.on_packet = broken
+    ea.remove_tap(first)
+    ea.add_tap(broken)
     await a.send(rtp(43), ea.local_port)
     assert (await b.recv())[0] == rtp(43)
-    assert ea.stats.hook_errors == 1 and ea.on_packet is None
+    assert ea.stats.hook_errors == 1 and ea.taps == (second,)
+    assert seen[-1] == ("second", 43, False)
+    ea.remove_tap(broken)  # already gone: no-op
+    ea.remove_tap(second)
+    await a.send(rtp(44), ea.local_port)
+    assert (await b.recv())[0] == rtp(44)
+    assert len(seen) == 3 and ea.taps == ()
 
 
 async def test_unconnected_and_disconnected_count_no_peer(relay: RtpRelay, phones: list[Phone]) -> None:

@@ -28,10 +28,12 @@ Latching policy (symmetric RTP, RFC 4961 behaviour for callers behind NAT, witho
   the port cannot hijack or eavesdrop on the stream after the call has settled.
 * RTP and RTCP (on port + 1) latch independently; with rtcp-mux one address serves both.
 
-Consumers that need to see the media (DTMF detection, recording, a mixer) set
-``endpoint.on_packet``: a plain function called with a memoryview of each accepted packet and
-whether it is RTCP. The view is only valid during the call (the buffer is reused), so a consumer
-copies what it keeps. When the hook is None it costs one attribute test per packet.
+Consumers that need to see the media (DTMF detection, recording, a mixer) add a *tap* with
+:meth:`MediaEndpoint.add_tap`: a plain function called with a memoryview of each accepted packet
+and whether it is RTCP, before the packet is forwarded. The view is only valid during the call
+(the buffer is reused), so a tap copies what it keeps. A tap that raises is counted in
+``stats.hook_errors`` and removed, so a broken consumer never stops the call's media. With no
+taps the hot path pays one truth test of an empty tuple per packet.
 """
 
 from __future__ import annotations
@@ -166,7 +168,9 @@ class MediaEndpoint:
     _rtp_latch: SourceLatch = attrs.field(repr=False)
     # The same object as _rtp_latch with rtcp-mux: one address for both.
     _rtcp_latch: SourceLatch = attrs.field(repr=False)
-    on_packet: PacketHook | None = None
+    # A tuple, replaced (never mutated) by add_tap/remove_tap: a tap may remove itself or
+    # another tap while the hot path iterates.
+    _taps: tuple[PacketHook, ...] = attrs.field(default=(), repr=False)
     stats: EndpointStats = attrs.field(factory=EndpointStats)
     receiver_stats: ReceiverStats | None = None
     peer: MediaEndpoint | None = attrs.field(default=None, repr=False)
@@ -210,6 +214,25 @@ class MediaEndpoint:
         if self.closed:
             return 0
         return 1 if self._rtcp_sock is None else 2
+
+    @property
+    def taps(self) -> tuple[PacketHook, ...]:
+        """The taps currently attached, in call order."""
+        return self._taps
+
+    def add_tap(self, tap: PacketHook) -> None:
+        """Call ``tap(view, rtcp)`` for every accepted packet (see the module docstring).
+
+        Taps run in the order they were added. Adding a tap already attached raises RtpError.
+        """
+        if tap in self._taps:
+            raise RtpError("this tap is already attached to the endpoint")
+        self._taps = (*self._taps, tap)
+
+    def remove_tap(self, tap: PacketHook) -> None:
+        """Detach ``tap``. No-op when it is not attached (e.g. removed after it raised)."""
+        if tap in self._taps:
+            self._taps = tuple(t for t in self._taps if t != tap)
 
     def set_remote(
         self,
@@ -319,13 +342,15 @@ class MediaEndpoint:
                         self._track(buf, n)
                 stats.packets_in += 1
                 stats.bytes_in += n
-                if self.on_packet is not None:
-                    try:
-                        self.on_packet(view[:n], rtcp)
-                    except Exception:
-                        # A broken consumer must not stop the call's media: detach it.
-                        stats.hook_errors += 1
-                        self.on_packet = None
+                if self._taps:
+                    packet = view[:n]
+                    for tap in self._taps:
+                        try:
+                            tap(packet, rtcp)
+                        except Exception:
+                            # A broken consumer must not stop the call's media: detach it.
+                            stats.hook_errors += 1
+                            self.remove_tap(tap)
                     if self.closed:
                         return
                 peer = self.peer
