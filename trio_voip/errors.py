@@ -25,6 +25,9 @@ __all__ = [
     "UnknownSession",
     "SessionAlreadyBridged",
     "SessionNotActive",
+    "StoreError",
+    "RecordNotFound",
+    "DuplicateRecord",
 ]
 
 
@@ -172,3 +175,17 @@ class SessionAlreadyBridged(BridgeError):
 
 class SessionNotActive(BridgeError):
     """Only an active (answered, not ended) session can join a bridge."""
+
+
+class StoreError(TrioVoipError):
+    """The call engine's store failed: a database error, a database written by a newer
+    trio-voip, a value that cannot be stored, an event its call's state does not allow, or a
+    store used after it was closed."""
+
+
+class RecordNotFound(StoreError):
+    """No agent, queue or call has this id."""
+
+
+class DuplicateRecord(StoreError):
+    """An id (or an agent's SIP user) is already taken."""
