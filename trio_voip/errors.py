@@ -28,6 +28,7 @@ __all__ = [
     "StoreError",
     "RecordNotFound",
     "DuplicateRecord",
+    "CallCenterError",
 ]
 
 
@@ -189,3 +190,9 @@ class RecordNotFound(StoreError):
 
 class DuplicateRecord(StoreError):
     """An id (or an agent's SIP user) is already taken."""
+
+
+class CallCenterError(TrioVoipError):
+    """The call engine was asked for something its state does not allow (log in an agent twice,
+    answer an offer that is no longer open, an agent state change the state table forbids), or
+    was given an agent or queue definition that cannot work."""
