@@ -29,6 +29,7 @@ __all__ = [
     "RecordNotFound",
     "DuplicateRecord",
     "CallCenterError",
+    "RecordingError",
 ]
 
 
@@ -196,3 +197,8 @@ class CallCenterError(TrioVoipError):
     """The call engine was asked for something its state does not allow (log in an agent twice,
     answer an offer that is no longer open, an agent state change the state table forbids), or
     was given an agent or queue definition that cannot work."""
+
+
+class RecordingError(TrioVoipError):
+    """A call or bridge recording could not be written: its file could not be created, or a
+    write failed (disk full, ...). The recording stops; what was written stays readable."""
