@@ -1,15 +1,24 @@
 """A back-to-back user agent on the SessionCoordinator: every call in becomes one call out.
 
-    python examples/b2bua.py --bind 127.0.0.1:5062 --target sip:127.0.0.1:5070 [--quiet]
+    python examples/b2bua.py --bind 127.0.0.1:5062 --target sip:127.0.0.1:5070 \
+        [--media passthrough|relay] [--quiet]
 
 Each incoming call (the caller's leg, A) places one call to ``--target`` (the callee's leg, B)
 and the two are tied together:
 
-* SDP is passed through: A's offer goes to B byte for byte, B's answer goes back to A (as
-  parsed and written out again by trio_voip.sdp: same content, not necessarily the same
-  bytes). We carry no media (signalling only, like a B2BUA without a media relay). An INVITE
-  without an offer is refused with 488: the coordinator answers an offer in a 2xx by itself,
-  so a late offer cannot be passed through.
+* ``--media passthrough`` (the default): SDP is passed through: A's offer goes to B byte for
+  byte, B's answer goes back to A (as parsed and written out again by trio_voip.sdp: same
+  content, not necessarily the same bytes). We carry no media (signalling only, like a B2BUA
+  without a media relay).
+* ``--media relay``: the media flows through our RTP relay. B is called with our own offer
+  (on a relay endpoint), A is answered with our own answer (on another one), and once A's
+  ACK is in the two calls are joined with ``bridge_sessions``, which connects the two
+  endpoints. We do not transcode, so when the codec B chose is not one A offered, A is
+  refused with 488 (and B hung up). Either leg ending ends the other, and with it the
+  bridge (the coordinator publishes ParticipantRemoved ``hangup``, ``left_alone`` and
+  BridgeDestroyed).
+* An INVITE without an offer is refused with 488 in both modes: the coordinator answers an
+  offer in a 2xx by itself, so a late offer cannot be passed through.
 * The Request-URI of B is ``--target``; when the target has no user part, A's Request-URI user
   is kept (``INVITE sip:bob@b2bua`` -> ``sip:bob@target``). B's From carries A's user and
   display name; Call-ID, tags and CSeq are B's own.
@@ -36,6 +45,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Literal, get_args
 
 import attrs
 import trio
@@ -43,6 +53,7 @@ import trio
 from trio_voip import (
     CallDecision,
     CallHandler,
+    BridgeError,
     CallSession,
     CallState,
     EndKind,
@@ -51,13 +62,15 @@ from trio_voip import (
     SessionManagerBuilder,
     TrioVoipError,
 )
+from trio_voip.offer_answer import Codec, codec_of
+from trio_voip.sdp import SessionDescription
 from trio_voip.session import DecisionKind
 from trio_voip.sip.transaction import TimerConfig
 from trio_voip.sip.uri import SipUri, parse_uri
 
 __all__ = [
-    "CALLEE_TIMEOUT", "B2buaStats", "B2bua", "map_failure", "parse_bind", "make_builder", "serve",
-    "main",
+    "CALLEE_TIMEOUT", "MediaMode", "B2buaStats", "B2bua", "map_failure", "offers_codec",
+    "parse_bind", "make_builder", "serve", "main",
 ]
 
 logger = logging.getLogger("b2bua")
@@ -65,6 +78,8 @@ logger = logging.getLogger("b2bua")
 # How long the callee's INVITE may stay unanswered after a provisional response (Timer C;
 # RFC 3261 16.6 asks a proxy for more than 3 minutes).
 CALLEE_TIMEOUT = 181.0
+
+MediaMode = Literal["passthrough", "relay"]
 
 _REASONS = {403: "Forbidden", 408: "Request Timeout", 480: "Temporarily Unavailable",
             488: "Not Acceptable Here", 500: "Server Internal Error", 502: "Bad Gateway"}
@@ -99,28 +114,54 @@ def map_failure(reason: EndReason | None) -> tuple[int, str | None]:
     return 500, None  # a "failure" with a 1xx/2xx status is our bug: say so
 
 
+def offers_codec(offer: SessionDescription | None, codec: Codec) -> bool:
+    """Whether ``offer`` lists ``codec`` on an audio stream (the relay does not transcode)."""
+    if offer is None:
+        return False
+    for media in offer.media:
+        if media.media != "audio" or media.port == 0:
+            continue
+        for fmt in media.formats:
+            if not (fmt.isascii() and fmt.isdigit() and int(fmt) <= 127):
+                continue
+            try:
+                offered = codec_of(media, int(fmt))
+            except TrioVoipError:  # a broken rtpmap costs that format only
+                continue
+            if offered is not None and offered.matches(codec):
+                return True
+    return False
+
+
 @attrs.define
 class B2buaStats:
     """Counts of incoming calls: ``answered`` (the callee answered, so did we), ``refused``
     (the caller got a failure status), ``cancelled`` (the caller gave up first); ``active``
-    pairs of legs are not both over yet."""
+    pairs of legs are not both over yet; ``bridged`` pairs joined on the relay (relay mode)."""
 
     calls: int = 0
     answered: int = 0
     refused: int = 0
     cancelled: int = 0
     active: int = 0
+    bridged: int = 0
 
 
 class B2bua(CallHandler):
     """The B2BUA's call handler; run it with ``await nursery.start(b2bua.run, builder)``, which
-    builds the coordinator (with this handler) from ``builder`` and reports it started."""
+    builds the coordinator (with this handler) from ``builder`` and reports it started.
+    ``media="relay"`` needs a builder with ``media_relay(True)`` (see :func:`make_builder`)."""
 
-    def __init__(self, target: SipUri) -> None:
+    def __init__(self, target: SipUri, *, media: MediaMode = "passthrough") -> None:
+        if media not in get_args(MediaMode):
+            raise TrioVoipError(f"unknown media mode {media!r}")
         self.target = target
+        self.media = media
         self.stats = B2buaStats()
         # The answer each caller was given, by call id, until its pair of legs is over.
         self._outcome: dict[str, bool] = {}
+        # Relay mode: the callee's leg of each answered caller, until the caller's ACK.
+        self._callees: dict[str, CallSession] = {}
         self._coordinator: SessionCoordinator | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -136,6 +177,8 @@ class B2bua(CallHandler):
         *,
         task_status: trio.TaskStatus[SessionCoordinator] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        if self.media == "relay" and not builder.config().media_relay:
+            raise TrioVoipError("relay mode needs builder.media_relay(True)")
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
@@ -168,7 +211,8 @@ class B2bua(CallHandler):
                 self._callee_uri(call),
                 from_user=(caller.user if isinstance(caller, SipUri) else None) or "b2bua",
                 display_name=call.remote_party.display_name,
-                sdp=invite.body,
+                # Relay: our offer, on a relay endpoint of the callee's leg.
+                sdp=None if self.media == "relay" else invite.body,
             )
         except TrioVoipError as exc:
             logger.info("cannot call %s: %s", self.target, exc)
@@ -187,11 +231,32 @@ class B2bua(CallHandler):
     def _decision(self, caller: CallSession, callee: CallSession) -> CallDecision:
         """Answer the caller as the callee's INVITE ended: its SDP answer, or its failure."""
         answered = callee.state.established
+        if self.media == "relay" and answered:
+            media = callee.media
+            if media is None or not offers_codec(caller.remote_sdp, media.codec):
+                self._outcome[caller.id] = False
+                return CallDecision.reject(488, "Codec Mismatch")
+            self._outcome[caller.id] = True
+            self._callees[caller.id] = callee
+            return CallDecision.accept()  # our answer, on the caller's relay endpoint
         self._outcome[caller.id] = answered
         if answered:
             return CallDecision.accept(callee.remote_sdp)
         status, reason = map_failure(callee.end_reason)
         return CallDecision.reject(status, reason or _REASONS.get(status))
+
+    async def on_call_established(self, call: CallSession) -> None:
+        """Relay mode: the caller's ACK is in (its callee answered before we did), so both
+        legs are active: bridge them, which connects their relay endpoints."""
+        callee = self._callees.pop(call.id, None)
+        if callee is None:
+            return
+        try:
+            self.coordinator.bridge_sessions(call.id, callee.id)
+        except BridgeError as exc:  # a leg ended meanwhile: _tie ends the other
+            logger.info("cannot bridge %s and %s: %s", call.id, callee.id, exc)
+            return
+        self.stats.bridged += 1
 
     async def _finish_ringing(self, caller: CallSession, callee: CallSession) -> None:
         """The caller rings (180 sent): answer or refuse it once the callee's INVITE ends."""
@@ -227,6 +292,7 @@ class B2bua(CallHandler):
             await callee.wait_ended()
         finally:
             self.stats.active -= 1
+            self._callees.pop(caller.id, None)
             self._count(caller)
 
     def _count(self, caller: CallSession) -> None:
@@ -266,23 +332,32 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def make_builder(host: str, port: int, max_calls: int) -> SessionManagerBuilder:
-    """Two coordinator calls per B2BUA call; SDP is passed through, so no RTP ports are used.
-    Timer C bounds a callee that sends 100 Trying and then nothing (the caller gets 408)."""
-    return (
+def make_builder(
+    host: str, port: int, max_calls: int, media: MediaMode = "passthrough"
+) -> SessionManagerBuilder:
+    """Two coordinator calls per B2BUA call. Passed-through SDP uses no RTP ports; relayed
+    media takes two relay endpoints per call (the default port range, 500 pairs, bounds the
+    relayed calls). Timer C bounds a callee that sends 100 Trying and then nothing (the
+    caller gets 408)."""
+    builder = (
         SessionManagerBuilder()
         .listen(host, port)
         .timers(TimerConfig(timer_c=CALLEE_TIMEOUT))
         .limits(max_calls=2 * max_calls)
     )
+    return builder.media_relay(True) if media == "relay" else builder
 
 
-async def serve(host: str, port: int, target: SipUri, max_calls: int) -> None:
-    b2bua = B2bua(target)
+async def serve(
+    host: str, port: int, target: SipUri, max_calls: int, media: MediaMode = "passthrough"
+) -> None:
+    b2bua = B2bua(target, media=media)
     coordinator: SessionCoordinator | None = None
     try:
         async with trio.open_nursery() as nursery:
-            coordinator = await nursery.start(b2bua.run, make_builder(host, port, max_calls))
+            coordinator = await nursery.start(
+                b2bua.run, make_builder(host, port, max_calls, media)
+            )
             # Printed even with --quiet: scripts wait for this line before placing calls.
             for address in coordinator.addresses:
                 print(f"listening on {address}, calling {target}", flush=True)
@@ -300,6 +375,8 @@ def main() -> int:
     parser.add_argument("--bind", default="127.0.0.1:5062", help="HOST:PORT (UDP and TCP)")
     parser.add_argument("--target", required=True, help="SIP URI every call is placed to")
     parser.add_argument("--max-calls", type=int, default=10000, help="concurrent calls")
+    parser.add_argument("--media", choices=get_args(MediaMode), default="passthrough",
+                        help="pass SDP through (no media here) or relay RTP through us")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO)
@@ -307,7 +384,7 @@ def main() -> int:
     if not isinstance(target, SipUri):
         parser.error(f"--target must be a sip: or sips: URI, not {args.target}")
     host, port = parse_bind(args.bind)
-    trio.run(serve, host, port, target, args.max_calls)
+    trio.run(serve, host, port, target, args.max_calls, args.media)
     return 0
 
 

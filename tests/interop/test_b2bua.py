@@ -15,7 +15,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_voip import EndKind, EndReason, SessionManagerBuilder
+from trio_voip import EndKind, EndReason, SessionManagerBuilder, TrioVoipError
 from trio_voip.sip.transaction import TimerConfig
 from trio_voip.sip.uri import SipUri
 
@@ -31,29 +31,32 @@ from .test_sipp_scenarios import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from b2bua import B2bua, map_failure  # noqa: E402
+from b2bua import B2bua, MediaMode, map_failure  # noqa: E402
 
 
 async def start_b2bua(nursery: trio.Nursery, target_port: int,
-                      timers: TimerConfig = CALLER_TIMERS) -> tuple[B2bua, object]:
+                      timers: TimerConfig = CALLER_TIMERS,
+                      media: MediaMode = "passthrough") -> tuple[B2bua, object]:
     # The B2BUA calls SIPp's UAS: the longer Timer A of CALLER_TIMERS (see there).
-    b2bua = B2bua(SipUri(host="127.0.0.1", port=target_port))
+    b2bua = B2bua(SipUri(host="127.0.0.1", port=target_port), media=media)
     builder = (
         SessionManagerBuilder()
         .listen("127.0.0.1", 0, transports=["UDP"])
         .timers(timers)
         .limits(max_calls=5000)
+        .media_relay(media == "relay")
     )
     coordinator = await nursery.start(b2bua.run, builder)
     return b2bua, coordinator
 
 
 async def through_b2bua(ports, uac_scen: str, uas_scen: str, calls: int, rate: float = 100,
-                        uac_extra: list[str] | None = None, uas_extra: list[str] | None = None):
+                        uac_extra: list[str] | None = None, uas_extra: list[str] | None = None,
+                        media: MediaMode = "passthrough"):
     """SIPp caller -> B2BUA -> SIPp callee; returns (uac, uas, b2bua, held-after)."""
     uas_port, uac_port = ports
     async with trio.open_nursery() as nursery:
-        b2bua, coordinator = await start_b2bua(nursery, uas_port)
+        b2bua, coordinator = await start_b2bua(nursery, uas_port, media=media)
         async with sipp_uas(uas_port, uas_scen, calls, uas_extra) as uas:
             uac = await sipp_uac(coordinator.port(), uac_port, uac_scen, calls, rate=rate,
                                  extra=uac_extra)
@@ -69,6 +72,26 @@ async def test_hundreds_of_calls(sipp, unused_udp_port_pair):
     assert_clean(uas, 400)  # every INVITE, ACK and the caller's BYE reached the callee
     assert held == (0, 0, 0, 0)
     assert (b2bua.stats.calls, b2bua.stats.answered, b2bua.stats.active) == (400, 400, 0)
+
+
+async def test_relay_mode_bridges_every_call(sipp, unused_udp_port_pair):
+    # Built-in uac and uas both speak PCMU only, so every pair of legs is bridged on the
+    # relay; the 300 ms hold lets the caller's ACK (which triggers the bridge) land first.
+    uac, uas, b2bua, held = await through_b2bua(unused_udp_port_pair, "uac", "uas", 100,
+                                                rate=50, uac_extra=["-d", "300"], media="relay")
+    assert_clean(uac, 100)
+    assert_clean(uas, 100)
+    assert held == (0, 0, 0, 0)  # both relay endpoints of every call are closed again
+    assert (b2bua.stats.answered, b2bua.stats.bridged, b2bua.stats.active) == (100, 100, 0)
+
+
+def test_relay_mode_needs_a_relaying_coordinator():
+    b2bua = B2bua(SipUri(host="127.0.0.1", port=5), media="relay")
+    builder = SessionManagerBuilder().listen("127.0.0.1", 0, transports=["UDP"])
+    with pytest.raises(TrioVoipError, match="media_relay"):
+        trio.run(b2bua.run, builder)
+    with pytest.raises(TrioVoipError, match="media mode"):
+        B2bua(SipUri(host="127.0.0.1"), media="mix")  # type: ignore[arg-type]
 
 
 async def test_cancel_propagates_to_the_callee(sipp, unused_udp_port_pair):

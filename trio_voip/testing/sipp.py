@@ -2,6 +2,10 @@
 
 Used by the interop tests and the ``bench/`` scripts. Every run is bounded in calls (``-m``) and
 in time (``-timeout N -timeout_error``), and only loopback targets are accepted.
+
+SIPp runs in a fresh temporary directory; ``files`` copies files into it. The media scenarios
+(``-sn uac_pcap``) play ``pcap/g711a.pcap`` and ``pcap/dtmf_2833_1.pcap`` relative to that
+directory: pass ``files=sipp_pcaps()``, and ``-mi 127.0.0.1 -mp PORT`` to keep media on loopback.
 """
 
 from __future__ import annotations
@@ -11,15 +15,21 @@ import os
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 
 import attrs
 import trio
 
-__all__ = ["SippResult", "sipp_binary", "sipp_args", "run_sipp", "read_sipp_stats"]
+__all__ = [
+    "SIPP_PCAP_DIR", "SippResult", "sipp_binary", "sipp_pcaps", "sipp_args", "run_sipp",
+    "read_sipp_stats",
+]
 
 # 4 MiB socket buffers: without them loopback drops datagrams at high call rates.
 BUFF_SIZE = "4194304"
+#: Where the Debian package puts the G.711 and RFC 4733 captures SIPp's scenarios play.
+SIPP_PCAP_DIR = Path("/usr/share/sip-tester")
 
 
 @attrs.frozen
@@ -39,6 +49,22 @@ class SippResult:
 
 def sipp_binary() -> str | None:
     return shutil.which("sipp")
+
+
+def sipp_pcaps(directory: Path = SIPP_PCAP_DIR) -> dict[str, Path]:
+    """The captures shipped with SIPp, as ``files`` for :func:`run_sipp`: ``pcap/NAME``, where
+    the built-in ``uac_pcap`` scenario looks for them."""
+    return {f"pcap/{path.name}": path for path in sorted(directory.glob("*.pcap"))}
+
+
+def _copy_files(files: Mapping[str, str | os.PathLike[str]], into: Path) -> None:
+    for name, source in files.items():
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise ValueError(f"SIPp file {name!r} must be a relative path inside its directory")
+        dest = into.joinpath(*relative.parts)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
 
 
 def _require_loopback(target: str) -> None:
@@ -98,14 +124,18 @@ async def run_sipp(
     rate: float = 50,
     timeout: float = 60,
     extra: list[str] | tuple[str, ...] = (),
+    files: Mapping[str, str | os.PathLike[str]] | None = None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> SippResult:
     """Run SIPp to completion (or ``timeout``) and return what it counted.
 
-    With ``nursery.start(run_sipp, ...)`` the caller is told when SIPp has been launched (useful
-    for a SIPp UAS that must listen before calls are placed to it).
+    ``files`` maps a relative path in SIPp's working directory to a file copied there first
+    (see :func:`sipp_pcaps`). With ``nursery.start(run_sipp, ...)`` the caller is told when
+    SIPp has been launched (useful for a SIPp UAS that must listen before calls are placed).
     """
     with tempfile.TemporaryDirectory(prefix="sipp-") as tmp:
+        if files:
+            _copy_files(files, Path(tmp))
         stat_file = Path(tmp) / "stats.csv"
         args = sipp_args(
             scenario, target=target, local_port=local_port, calls=calls, rate=rate,
