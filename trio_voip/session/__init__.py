@@ -40,6 +40,7 @@ from trio_voip.session.events import (
     TransferProgress,
 )
 from trio_voip.session.handler import CallDecision, CallHandler, DecisionKind
+from trio_voip.session.recording import Recording
 from trio_voip.session.state import TRANSITIONS, CallDirection, CallState, EndKind, EndReason
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "CallDecision",
     "CallHandler",
     "DecisionKind",
+    "Recording",
     "TRANSITIONS",
     "CallDirection",
     "CallState",

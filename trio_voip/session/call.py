@@ -10,6 +10,7 @@ that owns the call; a CallSession is only ever made by a :class:`SessionCoordina
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING
 
 import attrs
@@ -27,6 +28,7 @@ from trio_voip.sip.uri import Uri
 
 if TYPE_CHECKING:
     from trio_voip.session.coordinator import SessionCoordinator
+    from trio_voip.session.recording import Recording
 
 __all__ = ["CallSession"]
 
@@ -141,9 +143,26 @@ class CallSession:
         """Take the call off hold with a re-INVITE (sendrecv again)."""
         await self._coordinator._hold(self, hold=False)
 
-    async def send_dtmf(self, digits: str, duration: int = 160) -> None:
-        """Send each digit as a SIP INFO (application/dtmf-relay), one after the other."""
-        await self._coordinator._send_dtmf(self, digits, duration)
+    async def send_dtmf(
+        self, digits: str, duration: int = 160, method: str | None = None
+    ) -> None:
+        """Send ``digits``, each ``duration`` ms, one after the other; returns once sent.
+
+        ``method`` is ``"info"`` (a SIP INFO per digit, application/dtmf-relay) or
+        ``"rfc4733"`` (telephone-event RTP packets from the call's relayed media). By default
+        it is RFC 4733 when the call has relayed media (``builder.media_relay()``) and the peer
+        negotiated telephone-event, since that is what the peer said it understands and it
+        keeps the digits in step with the audio; INFO otherwise.
+        """
+        await self._coordinator._send_dtmf(self, digits, duration, method)
+
+    async def record(self, path: str | os.PathLike[str]) -> Recording:
+        """Record the call to a WAV file at ``path`` (8 kHz mono 16-bit PCM) until ``await
+        recording.stop()`` or the call ends. It holds what the remote party sends and, while
+        the call is relayed to another leg (a two-party bridge), what that leg sends too, so
+        both directions mixed. Needs relayed media (``builder.media_relay()``); see
+        :mod:`trio_voip.session.recording`."""
+        return await self._coordinator._record_call(self, path)
 
     async def transfer(self, target: str | Uri, *, replaces: CallSession | None = None) -> None:
         """Transfer the peer to ``target`` with REFER (RFC 3515). Blind by default; with

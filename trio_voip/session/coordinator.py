@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -30,11 +31,14 @@ from trio_voip.errors import (
     CallStateError,
     DialogError,
     OfferAnswerError,
+    RecordingError,
+    RtpError,
     SdpError,
     TransactionError,
     TransactionTimeout,
     TransportError,
     TrioVoipError,
+    UnknownBridge,
 )
 from trio_voip.bridge import BridgeEvent, BridgeId, BridgeInfo, SessionId
 from trio_voip.events import EventBus
@@ -52,6 +56,8 @@ from trio_voip.rtp.ports import PortAllocator
 from trio_voip.rtp.relay import MediaEndpoint, RtpRelay
 from trio_voip.sdp import Direction, SessionDescription, parse_sdp
 from trio_voip.session.bridges import BridgeManager
+from trio_voip.session.dtmf import DtmfService
+from trio_voip.session.recording import Recording, Sources
 from trio_voip.session.builder import CoordinatorConfig
 from trio_voip.session.call import CallSession
 from trio_voip.session.events import (
@@ -257,6 +263,9 @@ class SessionCoordinator:
         )
         # relay endpoints of the live calls that have one, by call id
         self._endpoints: dict[str, MediaEndpoint] = {}
+        # RFC 4733 on those endpoints; its timeouts run on _timer_loop
+        self.dtmf = DtmfService(self._publish_dtmf, self._kick)
+        self._recordings: set[Recording] = set()
         self.bridge_manager = BridgeManager(
             self._is_active, media=self._bridge_media if self.relay is not None else None
         )
@@ -308,7 +317,16 @@ class SessionCoordinator:
         if self.relay is None:
             return self.ports.allocate()
         endpoint = self._endpoints[call.id] = self.relay.open_endpoint()
+        self.dtmf.attach(call.id, endpoint, lambda: call.media)
         return endpoint.local_port
+
+    def _aim_media(self, call: CallSession) -> None:
+        """Aim the call's relay endpoint at its negotiated media, so what the phone sends is
+        accepted (DTMF, recordings) even when it starts after the latch window."""
+        try:
+            self._bridge_media(call.id)
+        except RtpError as exc:
+            logger.info("cannot aim the media of %s: %s", call.id, exc)
 
     def _is_user(self, aor: str) -> bool:
         """Whether a canonical AOR (``sip:user@domain``) names one of our users."""
@@ -360,6 +378,12 @@ class SessionCoordinator:
                     nursery.start_soon(self._quiet_hangup, call)
         for call in list(self._calls.values()):
             self._end(call, EndReason(EndKind.LOCAL_HANGUP, detail="coordinator shut down"))
+        # Recordings of calls stop with them; a bridge room outlives its calls: stop them all,
+        # so every file is finalised.
+        with trio.move_on_after(self.config.shutdown_timeout):
+            for recording in list(self._recordings):
+                with contextlib.suppress(RecordingError):
+                    await recording.stop()
         # Let the handler hear about the calls just ended (on_call_ended) before we stop.
         with trio.move_on_after(self.config.shutdown_timeout):
             while self._callbacks_running:
@@ -410,6 +434,72 @@ class SessionCoordinator:
             bridges=self.bridge_manager.count,
         )
 
+    # -- recordings (see trio_voip.session.recording) --
+
+    @property
+    def recordings(self) -> list[Recording]:
+        """The recordings in progress."""
+        return list(self._recordings)
+
+    async def record_bridge(self, bridge_id: BridgeId, path: str | os.PathLike[str]) -> Recording:
+        """Record bridge ``bridge_id`` to a WAV file at ``path`` (8 kHz mono 16-bit): every
+        participant mixed, following them as they join and leave, until ``await
+        recording.stop()`` or the bridge is destroyed. Needs relayed media
+        (``builder.media_relay()``). Raises UnknownBridge, or RecordingError if the file
+        cannot be created."""
+        self._check_running()
+        if self.relay is None:
+            raise CallError("recording needs relayed media (builder.media_relay())")
+        self.bridge_manager.table.participants(bridge_id)
+
+        def sources() -> list[MediaEndpoint] | None:
+            try:
+                participants = self.bridge_manager.table.participants(bridge_id)
+            except UnknownBridge:
+                return None
+            endpoints = (self._endpoints.get(session_id) for session_id in participants)
+            return [endpoint for endpoint in endpoints if endpoint is not None]
+
+        return await self._start_recording(path, sources)
+
+    async def _record_call(
+        self, call: CallSession, path: str | os.PathLike[str]
+    ) -> Recording:
+        self._check_running()
+        endpoint = self._endpoints.get(call.id)
+        if not call.state.live:
+            raise CallStateError(f"call {call.id} is {call.state.name}: nothing to record")
+        if endpoint is None:
+            raise CallError("recording needs relayed media (builder.media_relay())")
+        self._aim_media(call)
+
+        def sources() -> tuple[MediaEndpoint, ...] | None:
+            if endpoint.closed:
+                return None
+            # Relayed to another leg: that leg's phone is what ours hears.
+            return (endpoint,) if endpoint.peer is None else (endpoint, endpoint.peer)
+
+        return await self._start_recording(path, sources)
+
+    async def _start_recording(self, path: str | os.PathLike[str], sources: Sources) -> Recording:
+        recording = await Recording.open(path, sources)
+        self._recordings.add(recording)
+        self._spawn(self._run_recording, recording)
+        return recording
+
+    def _refresh_recordings(self) -> None:
+        """A call or bridge changed: recordings tap what they should now, or stop."""
+        for recording in self._recordings:
+            recording.refresh()
+
+    async def _run_recording(self, recording: Recording) -> None:
+        try:
+            await recording.run()
+        finally:
+            self._recordings.discard(recording)
+        if recording.error is not None:
+            logger.warning("%s", recording.error)
+
     # -- bridges (see trio_voip.bridge for the rules; ids are call ids) --
 
     def create_bridge(self) -> BridgeId:
@@ -420,16 +510,21 @@ class SessionCoordinator:
         """A new bridge joining two active (ACTIVE or ON_HOLD), unbridged calls; it is
         destroyed when either leaves. Raises SessionNotActive / SessionAlreadyBridged /
         BridgeError (same call twice), changing nothing."""
-        return self.bridge_manager.bridge_sessions(first, second)
+        bridge_id = self.bridge_manager.bridge_sessions(first, second)
+        self._refresh_recordings()
+        return bridge_id
 
     def add_session_to_bridge(self, bridge_id: BridgeId, session_id: SessionId) -> None:
         self.bridge_manager.add_session_to_bridge(bridge_id, session_id)
+        self._refresh_recordings()
 
     def remove_session_from_bridge(self, bridge_id: BridgeId, session_id: SessionId) -> None:
         self.bridge_manager.remove_session_from_bridge(bridge_id, session_id)
+        self._refresh_recordings()
 
     def destroy_bridge(self, bridge_id: BridgeId) -> None:
         self.bridge_manager.destroy_bridge(bridge_id)
+        self._refresh_recordings()
 
     def get_session_bridge(self, session_id: SessionId) -> BridgeId | None:
         return self.bridge_manager.get_session_bridge(session_id)
@@ -592,6 +687,11 @@ class SessionCoordinator:
         self._bus.publish(event)
         call._bus.publish(event)
 
+    def _publish_dtmf(self, session_id: str, event: SessionEvent) -> None:
+        call = self._calls.get(session_id)
+        if call is not None:
+            self._publish(call, event)
+
     def _set_state(self, call: CallSession, new: CallState, reason: str = "") -> None:
         if call.state is new:
             return
@@ -602,6 +702,7 @@ class SessionCoordinator:
         if call.state not in (CallState.INITIATING, CallState.RINGING):
             return
         self._set_state(call, CallState.ACTIVE, "answered")
+        self._aim_media(call)
         if call.local_hold or call.remote_hold:
             self._set_state(call, CallState.ON_HOLD, "answered on hold")
         self._spawn(self._callback, self.handler.on_call_established, call)
@@ -628,8 +729,10 @@ class SessionCoordinator:
         call._bus.close()
         self.bridge_manager.session_ended(call.id)
         endpoint = self._endpoints.pop(call.id, None)
+        self.dtmf.detach(call.id)
         if endpoint is not None:
             endpoint.close()  # gives its port back
+            self._refresh_recordings()
         elif call.rtp_port is not None:
             self.ports.release(call.rtp_port)
         for dialog_id in {*legs.early, *([legs.dialog_id] if legs.dialog_id else [])}:
@@ -796,10 +899,14 @@ class SessionCoordinator:
             location = self.registrar.location.next_deadline()
             if location is not None and (deadline is None or location < deadline):
                 deadline = location
+            dtmf = self.dtmf.next_deadline()
+            if dtmf is not None and (deadline is None or dtmf < deadline):
+                deadline = dtmf
             with trio.move_on_at(deadline if deadline is not None else float("inf")):
                 await self._wakeup.wait()
             now = trio.current_time()
             self.registrar.location.on_timer(now)
+            self.dtmf.on_timer(now)
             try:
                 await self._dialog_events(self.dialogs.on_timer(now))
             except TrioVoipError as exc:
@@ -1612,10 +1719,25 @@ class SessionCoordinator:
                 call.media = self._negotiate(offer, answer, we_offered=True)
         self._update_hold(call)
 
-    async def _send_dtmf(self, call: CallSession, digits: str, duration: int) -> None:
+    async def _send_dtmf(
+        self, call: CallSession, digits: str, duration: int, method: str | None
+    ) -> None:
         bad = [d for d in digits.upper() if d not in _DTMF_DIGITS]
         if bad or not digits:
             raise CallError(f"not DTMF digits: {digits!r}")
+        endpoint = self._endpoints.get(call.id)
+        if method is None:
+            events = call.media is not None and call.media.telephone_event_pt is not None
+            method = "rfc4733" if endpoint is not None and events else "info"
+        if method == "rfc4733":
+            self._established_legs(call)
+            if endpoint is None:
+                raise CallError("RFC 4733 DTMF needs relayed media (builder.media_relay())")
+            self._aim_media(call)
+            await self.dtmf.send(call.id, endpoint, digits.upper(), duration)
+            return
+        if method != "info":
+            raise CallError(f"unknown DTMF method {method!r}: 'info' or 'rfc4733'")
         for digit in digits.upper():
             body = f"Signal={digit}\r\nDuration={duration}\r\n".encode()
             response = await self._in_dialog_request(call, "INFO", body, DTMF_RELAY)

@@ -15,6 +15,7 @@ __all__ = [
     "CallStateChanged",
     "CallEnded",
     "DtmfReceived",
+    "DTMF_METHODS",
     "TransferProgress",
     "SessionEvent",
 ]
@@ -45,13 +46,24 @@ def _dtmf_digit(_inst: object, _attr: object, value: str) -> None:
         raise TrioVoipError(f"not a DTMF digit: {value!r}")
 
 
+#: How a DTMF digit travelled: SIP INFO, or RFC 4733 telephone-events in the RTP stream.
+DTMF_METHODS = ("info", "rfc4733")
+
+
+def _dtmf_method(_inst: object, _attr: object, value: str) -> None:
+    if value not in DTMF_METHODS:
+        raise TrioVoipError(f"DTMF method {value!r} is not one of {DTMF_METHODS}")
+
+
 @attrs.frozen
 class DtmfReceived:
-    """The peer sent a DTMF digit (SIP INFO, application/dtmf-relay); ``duration`` in ms."""
+    """The peer sent a DTMF digit; ``duration`` in ms. ``method`` says how: ``"info"`` (SIP
+    INFO, application/dtmf-relay) or ``"rfc4733"`` (telephone-event RTP packets)."""
 
     session_id: str
     digit: str = attrs.field(validator=_dtmf_digit)
     duration: int = 160
+    method: str = attrs.field(default="info", validator=_dtmf_method)
 
 
 @attrs.frozen
