@@ -34,6 +34,10 @@ and whether it is RTCP, before the packet is forwarded. The view is only valid d
 (the buffer is reused), so a tap copies what it keeps. A tap that raises is counted in
 ``stats.hook_errors`` and removed, so a broken consumer never stops the call's media. With no
 taps the hot path pays one truth test of an empty tuple per packet.
+
+Audio the relay generates itself -- conference mixes, tones, prompts, music on hold -- comes
+from ``relay.ticker``, one :class:`~trio_voip.rtp.ticker.MediaTicker` task per relay on a
+20 ms clock, sending from the endpoints' sockets with :meth:`MediaEndpoint.send_rtp`.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import trio
 from trio_voip.errors import RtpError, TransportError
 from trio_voip.rtp.ports import PortAllocator
 from trio_voip.rtp.stats import ReceiverStats
+from trio_voip.rtp.ticker import MediaTicker
 
 __all__ = ["Address", "EndpointStats", "MediaEndpoint", "PacketHook", "RtpRelay", "SourceLatch"]
 
@@ -69,7 +74,9 @@ _FIXED = struct.Struct("!BBHII")
 @attrs.define
 class EndpointStats:
     """Counters of one endpoint. ``*_in`` count accepted packets received on its sockets,
-    ``*_out`` packets sent out of its sockets (forwarded from its peer)."""
+    ``*_out`` packets sent out of its sockets (forwarded from its peer, or ``generated`` by the
+    relay's media ticker: mixes and playback). ``suppressed`` counts its peer's packets not
+    forwarded to it because it was playing."""
 
     packets_in: int = 0
     bytes_in: int = 0
@@ -84,6 +91,8 @@ class EndpointStats:
     send_errors: int = 0
     recv_errors: int = 0
     hook_errors: int = 0
+    generated: int = 0
+    suppressed: int = 0
 
 
 def _normalize(host: str, port: int, family: socket.AddressFamily) -> Address:
@@ -174,6 +183,9 @@ class MediaEndpoint:
     stats: EndpointStats = attrs.field(factory=EndpointStats)
     receiver_stats: ReceiverStats | None = None
     peer: MediaEndpoint | None = attrs.field(default=None, repr=False)
+    # Set by the relay's media ticker while a source plays into this endpoint: the peer's
+    # packets are then not forwarded here (see trio_voip.rtp.ticker).
+    playing: bool = False
     closed: bool = False
     _scope: trio.CancelScope = attrs.field(factory=trio.CancelScope, repr=False)
     _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
@@ -258,6 +270,30 @@ class MediaEndpoint:
         self._rtp_latch.rearm(now, remote)
         if not self.rtcp_mux:
             self._rtcp_latch.rearm(now, rtcp_remote)
+
+    def send_rtp(self, packet: bytes) -> bool:
+        """Send one RTP packet generated here (not relayed) to the remote, without blocking.
+
+        Returns whether it went out; a full socket buffer drops it (``send_dropped``), no
+        remote address or a socket error counts in ``send_errors``.
+        """
+        stats = self.stats
+        dest = self._rtp_latch.address
+        if self.closed or dest is None:
+            stats.send_errors += 1
+            return False
+        try:
+            self._rtp_sock.sendto(packet, dest)
+        except BlockingIOError:
+            stats.send_dropped += 1
+            return False
+        except OSError:
+            stats.send_errors += 1
+            return False
+        stats.packets_out += 1
+        stats.bytes_out += len(packet)
+        stats.generated += 1
+        return True
 
     def close(self) -> None:
         """Stop relaying, close the sockets and give the ports back. Idempotent."""
@@ -367,6 +403,9 @@ class MediaEndpoint:
                     stats.no_peer += 1
                     continue
                 pstats = peer.stats
+                if peer.playing:
+                    pstats.suppressed += 1
+                    continue
                 try:
                     out.sendto(view[:n], dest)
                 except BlockingIOError:
@@ -410,6 +449,8 @@ class RtpRelay:
     )
     _view: memoryview = attrs.field(init=False, repr=False)
     _family: socket.AddressFamily = attrs.field(init=False, repr=False)
+    #: Mixes and playback into this relay's endpoints (runs in the relay's nursery).
+    ticker: MediaTicker = attrs.field(init=False, factory=MediaTicker)
 
     def __attrs_post_init__(self) -> None:
         self._view = memoryview(self._buffer)
@@ -439,6 +480,7 @@ class RtpRelay:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                await nursery.start(self.ticker.run)
                 task_status.started(self)
                 await trio.sleep_forever()
         finally:
@@ -544,6 +586,7 @@ class RtpRelay:
         if endpoint in self._endpoints:
             self._endpoints.discard(endpoint)
             self.allocator.release(endpoint.local_port)
+            self.ticker.forget(endpoint)
 
 
 class _PortTaken(RtpError):
