@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_voip import CallError, CallSession, CallState, DtmfReceived, SessionCoordinator
 from trio_voip.rtp.dtmf import DtmfDetector, TelephoneEvent, dtmf_packets, parse_telephone_event
 from trio_voip.rtp.packet import RtpPacket, parse_rtp
+from trio_voip.session.dtmf import DtmfService
 
 from test_coordinator import Scripted, pair
 from test_coordinator_bridges import calls, phone
@@ -170,3 +176,69 @@ async def test_rfc4733_needs_relayed_media_and_negotiated_events() -> None:
             await call.send_dtmf("1", method="rfc4733")
         await call.hangup()
         assert call.state is CallState.TERMINATED
+
+
+class FakeEndpoint:
+    """What DtmfService uses of a relay endpoint."""
+
+    def __init__(self) -> None:
+        self.taps: list[object] = []
+        self.sent: list[tuple[float, bytes]] = []
+        self.remote = ("127.0.0.1", 9)
+        self.closed = False
+
+    def add_tap(self, tap: object) -> None:
+        self.taps.append(tap)
+
+    def send_rtp(self, data: bytes) -> bool:
+        self.sent.append((trio.current_time(), data))
+        return True
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    digits=st.text(alphabet="0123456789*#ABCDabcd", min_size=1, max_size=6),
+    lose_end=st.lists(st.booleans(), min_size=6, max_size=6),
+)
+def test_service_sends_what_it_detects_even_without_end_packets(
+    digits: str, lose_end: list[bool]
+) -> None:
+    """One service sends; its packets (the end packets of some presses lost) go to another
+    service's tap at the times they were sent; every press comes out once, in order."""
+
+    async def main() -> list[DtmfReceived]:
+        media = SimpleNamespace(telephone_event_pt=101)
+        published: list[DtmfReceived] = []
+        sender = DtmfService(lambda _id, _event: None, lambda: None)
+        receiver = DtmfService(lambda _id, event: published.append(event), lambda: None)
+        out, into = FakeEndpoint(), FakeEndpoint()
+        sender.attach("s", out, lambda: media)  # type: ignore[arg-type]
+        receiver.attach("r", into, lambda: media)  # type: ignore[arg-type]
+        (tap,) = into.taps
+        await sender.send("s", out, digits.upper(), 100)  # type: ignore[arg-type]
+
+        async def run_timers(until: float) -> None:
+            # what the coordinator's timer task does
+            while (deadline := receiver.next_deadline()) is not None and deadline <= until:
+                await trio.sleep_until(deadline)
+                receiver.on_timer(trio.current_time())
+
+        start = out.sent[0][0]
+        await trio.sleep_until(start + 100)  # replay later, on the same relative schedule
+        sequence = [parse_rtp(data) for _, data in out.sent]
+        press = -1
+        for (at, data), packet in zip(out.sent, sequence):
+            press += packet.marker
+            if lose_end[press] and parse_telephone_event(packet.payload).end:
+                continue
+            await run_timers(at + 100)
+            await trio.sleep_until(at + 100)
+            tap(memoryview(data), False)  # type: ignore[operator]
+        await run_timers(float("inf"))
+        assert receiver.next_deadline() is None
+        return published
+
+    published = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [(e.session_id, e.digit, e.duration, e.method) for e in published] == [
+        ("r", digit, 100, "rfc4733") for digit in digits.upper()
+    ]

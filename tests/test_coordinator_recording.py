@@ -44,9 +44,8 @@ def goertzel(samples: array[int], frequency: float) -> float:
 def tone_packets(frequency: float, seconds: float, *, ssrc: int) -> list[bytes]:
     amplitude = 8000
     count = round(seconds * RATE)
-    samples = array(
-        "h", (round(amplitude * math.sin(2 * math.pi * frequency * i / RATE)) for i in range(count))
-    )
+    step = 2 * math.pi * frequency / RATE
+    samples = array("h", (round(amplitude * math.sin(step * i)) for i in range(count)))
     payload = G711Law.PCMU.encode(samples)
     return [
         RtpPacket(0, i, 160 * i, ssrc, payload[160 * i : 160 * (i + 1)]).to_bytes()
@@ -139,6 +138,38 @@ async def test_bridge_recording_and_call_recording_hold_both_parties(tmp_path: P
         assert 0.2 < low / high < 5, name
 
 
+async def test_three_party_recordings_hold_everyone(tmp_path: Path) -> None:
+    handler = Scripted()
+    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+        legs = await calls(a, handler, 3)
+        room = a.create_bridge()
+        whole = await a.record_bridge(room, tmp_path / "room.wav")
+        x = legs[0][0]
+        leg = await x.record(tmp_path / "x.wav")  # before x joins: it follows x into the room
+        phones = []
+        for call, far in legs:
+            a.add_session_to_bridge(room, call.id)
+            assert far.rtp_port is not None
+            phones.append(await phone(far.rtp_port))
+        async with trio.open_nursery() as nursery:
+            for (call, _far), sock, frequency in zip(legs, phones, (600, 1000, 1400)):
+                packets = tone_packets(frequency, 0.3, ssrc=frequency)
+                nursery.start_soon(play, sock, call.rtp_port, packets)
+        await trio.sleep(0.05)
+        await leg.stop()
+        await whole.stop()
+        for sock in phones:
+            sock.close()
+        for call, _far in legs:
+            await call.hangup()
+    for name in ("room.wav", "x.wav"):
+        samples = read_wav(str(tmp_path / name))
+        first, last = loudest_span(samples)
+        mixed = samples[first : last + 1]
+        powers = [goertzel(mixed, f) for f in (600, 1000, 1400)]
+        assert min(powers) > 30 * goertzel(mixed, 800), name
+
+
 async def test_recording_stops_and_is_valid_when_the_call_ends(tmp_path: Path) -> None:
     handler = Scripted()
     path = tmp_path / "ended.wav"
@@ -220,7 +251,12 @@ async def test_a_writer_that_falls_behind_loses_chunks_not_memory() -> None:
     writer = SlowWriter()
     started = trio.current_time()
     recording = Recording(
-        "slow.wav", lambda: [], writer, tick=0.01, chunk_seconds=0.05, max_chunks=2  # type: ignore[arg-type]
+        "slow.wav",
+        lambda: [],
+        writer,  # type: ignore[arg-type]
+        tick=0.01,
+        chunk_seconds=0.05,
+        max_chunks=2,
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recording.run)

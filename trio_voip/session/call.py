@@ -159,8 +159,9 @@ class CallSession:
     async def record(self, path: str | os.PathLike[str]) -> Recording:
         """Record the call to a WAV file at ``path`` (8 kHz mono 16-bit PCM) until ``await
         recording.stop()`` or the call ends. It holds what the remote party sends and, while
-        the call is relayed to another leg (a two-party bridge), what that leg sends too, so
-        both directions mixed. Needs relayed media (``builder.media_relay()``); see
+        the call is in a bridge (or relayed to another leg), what the others send too: both
+        directions, mixed. Audio the relay generates (prompts, music on hold) is not in it.
+        Needs relayed media (``builder.media_relay()``); see
         :mod:`trio_voip.session.recording`."""
         return await self._coordinator._record_call(self, path)
 

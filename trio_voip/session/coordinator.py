@@ -473,11 +473,18 @@ class SessionCoordinator:
             raise CallError("recording needs relayed media (builder.media_relay())")
         self._aim_media(call)
 
-        def sources() -> tuple[MediaEndpoint, ...] | None:
+        def sources() -> set[MediaEndpoint] | None:
             if endpoint.closed:
                 return None
-            # Relayed to another leg: that leg's phone is what ours hears.
-            return (endpoint,) if endpoint.peer is None else (endpoint, endpoint.peer)
+            # What our phone hears: the leg it is relayed to, or the rest of its bridge.
+            heard = {endpoint} if endpoint.peer is None else {endpoint, endpoint.peer}
+            bridge_id = self.bridge_manager.get_session_bridge(call.id)
+            if bridge_id is not None:
+                for session_id in self.bridge_manager.table.participants(bridge_id):
+                    other = self._endpoints.get(session_id)
+                    if other is not None:
+                        heard.add(other)
+            return heard
 
         return await self._start_recording(path, sources)
 

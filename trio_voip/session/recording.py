@@ -8,8 +8,9 @@ Made by :meth:`CallSession.record <trio_voip.session.call.CallSession.record>` a
 What is heard: every endpoint a recording taps is a *source* of a
 :class:`~trio_voip.rtp.recorder.MixRecorder` (G.711 decoded to 16-bit PCM, 8 kHz mono, gaps
 filled with silence so the file keeps real time). A call's recording taps its own endpoint
-(what its remote party sends) and, while the call is relayed to another leg (a two-party
-bridge), that leg's endpoint too (what the remote party hears): both directions, mixed. A
+(what its remote party sends) and, while the call is in a bridge or relayed to another leg,
+the other participants' endpoints too (what the remote party hears): both directions, mixed.
+Audio the relay generates itself (prompts, music on hold) is not recorded. A
 bridge's recording taps every participant, following them as they join and leave. The taps
 follow the call or bridge as soon as the coordinator changes it (and at every tick, ``tick``
 seconds), and the recording stops by itself when the call ends or the bridge is destroyed.
@@ -81,7 +82,9 @@ class Recording:
     tick: float = 0.1
     chunk_seconds: float = 1.0
     max_chunks: int = 16
-    _recorder: MixRecorder = attrs.field(factory=lambda: MixRecorder(trio.current_time()), repr=False)
+    _recorder: MixRecorder = attrs.field(
+        factory=lambda: MixRecorder(trio.current_time()), repr=False
+    )
     #: audio dropped because the writer fell behind, in seconds
     dropped_seconds: float = 0.0
     error: RecordingError | None = None
