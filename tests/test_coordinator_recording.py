@@ -271,3 +271,26 @@ async def test_a_writer_that_falls_behind_loses_chunks_not_memory() -> None:
     assert recording.duration == written
     assert written < 0.5 and recording.dropped_seconds > 0.3
     assert abs(written + recording.dropped_seconds - (stopped - started)) < 0.05
+
+
+class FailingWriter(SlowWriter):
+    def writeframes(self, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_a_failing_disk_ends_the_recording_with_an_error() -> None:
+    writer = FailingWriter()
+    recording = Recording(
+        "full.wav",
+        lambda: [],
+        writer,  # type: ignore[arg-type]
+        tick=0.01,
+        chunk_seconds=0.05,
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(recording.run)
+        with trio.fail_after(2), pytest.raises(RecordingError, match="No space left"):
+            await recording.wait()
+    assert recording.done and writer.closed and recording.duration == 0
+    with pytest.raises(RecordingError):
+        await recording.stop()
