@@ -176,3 +176,33 @@ def test_settings_are_checked() -> None:
         MixRecorder(start=0.0, delay=-1)
     with pytest.raises(RtpError):
         MixRecorder(start=0.0, resync=0)
+
+
+@given(
+    received=st.lists(st.booleans(), min_size=1, max_size=40),
+    ts0=st.integers(0, 0xFFFFFFFF),
+    seq0=st.integers(0, 0xFFFF),
+    lead=st.floats(0, 1),
+)
+def test_every_packet_lands_at_its_timestamp_and_losses_are_silence(
+    received: list[bool], ts0: int, seq0: int, lead: float
+) -> None:
+    rec = MixRecorder(start=0.0)
+    arrived = [i for i, got in enumerate(received) if got]
+    for i in arrived:
+        # each frame carries its index as its sample value, so misplacement shows
+        rec.feed("a", packet(i, frame(100 * (i + 1)), ts0=ts0, seq0=seq0), lead + 0.02 * i)
+    end = lead + 0.02 * len(received) + 0.5
+    out = pcm(rec.finish(end))
+    assert len(out) == rec.position(end) == rec.written
+    if not arrived:
+        assert set(out) == {0}
+        return
+    origin = rec.position(lead + 0.02 * arrived[0]) - FRAME * arrived[0]
+    for i, got in enumerate(received):
+        chunk = out[origin + FRAME * i : origin + FRAME * (i + 1)]
+        if origin + FRAME * i >= 0:
+            assert set(chunk) == ({decoded(100 * (i + 1))} if got else {0}), i
+    assert set(out[: max(origin, 0)]) <= {0}
+    assert set(out[origin + FRAME * len(received) :]) == {0}
+    assert rec.stats.packets == len(arrived) and rec.stats.resyncs == 1
