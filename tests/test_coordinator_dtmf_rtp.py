@@ -20,6 +20,8 @@ from test_coordinator import Scripted, pair
 from test_coordinator_bridges import calls, phone
 
 RELAY = lambda b: b.media_relay().rtp_ports(31200, 31299)  # noqa: E731
+# The callee's ports are where the test's phones bind: out of other tests' way.
+PHONES = lambda b: b.rtp_ports(31300, 31399)  # noqa: E731
 AUDIO = RtpPacket(payload_type=0, sequence=1, timestamp=160, ssrc=0xAB, payload=b"\xff" * 160)
 
 
@@ -46,7 +48,7 @@ async def one_call(
 
 async def test_phone_presses_1_and_hash() -> None:
     handler = Scripted()
-    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
         events = a.subscribe_to_session_events()
         call, _far, sock = await one_call(a, handler)
         assert call.media is not None and call.media.telephone_event_pt == 101
@@ -75,7 +77,7 @@ async def test_phone_presses_1_and_hash() -> None:
 
 async def test_press_without_end_packets_is_closed_by_the_timer() -> None:
     handler = Scripted()
-    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
         call, _far, sock = await one_call(a, handler)
         events = a.subscribe_to_session_events()
         call_events = call.events()
@@ -110,7 +112,7 @@ async def received_packets(
 
 async def test_send_dtmf_reaches_the_phone_as_rfc4733_packets() -> None:
     handler = Scripted()
-    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
         call, far, sock = await one_call(a, handler)
         far_events = far.events()
         with sock:

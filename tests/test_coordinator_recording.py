@@ -29,6 +29,8 @@ from test_coordinator import Scripted, pair
 from test_coordinator_bridges import calls, phone
 
 RELAY = lambda b: b.media_relay().rtp_ports(31400, 31499)  # noqa: E731
+# The callee's ports are where the test's phones bind: out of other tests' way.
+PHONES = lambda b: b.rtp_ports(31500, 31599)  # noqa: E731
 RATE = 8000
 
 
@@ -77,7 +79,7 @@ async def one_call(
 async def test_recording_a_call_holds_the_tone_in_real_time(tmp_path: Path) -> None:
     handler = Scripted()
     path = tmp_path / "call.wav"
-    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
         call, _far, sock = await one_call(a, handler)
         with sock:
             recording = await call.record(path)
@@ -109,7 +111,7 @@ async def test_recording_a_call_holds_the_tone_in_real_time(tmp_path: Path) -> N
 
 async def test_bridge_recording_and_call_recording_hold_both_parties(tmp_path: Path) -> None:
     handler = Scripted()
-    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
         (x, x_far), (y, y_far) = await calls(a, handler, 2)
         assert x_far.rtp_port is not None and y_far.rtp_port is not None
         phone_x, phone_y = await phone(x_far.rtp_port), await phone(y_far.rtp_port)
@@ -140,7 +142,7 @@ async def test_bridge_recording_and_call_recording_hold_both_parties(tmp_path: P
 
 async def test_three_party_recordings_hold_everyone(tmp_path: Path) -> None:
     handler = Scripted()
-    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
         legs = await calls(a, handler, 3)
         room = a.create_bridge()
         whole = await a.record_bridge(room, tmp_path / "room.wav")
@@ -173,7 +175,7 @@ async def test_three_party_recordings_hold_everyone(tmp_path: Path) -> None:
 async def test_recording_stops_and_is_valid_when_the_call_ends(tmp_path: Path) -> None:
     handler = Scripted()
     path = tmp_path / "ended.wav"
-    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
         call, far, sock = await one_call(a, handler)
         with sock:
             recording = await call.record(path)
@@ -195,7 +197,7 @@ async def test_recording_stops_and_is_valid_when_the_call_ends(tmp_path: Path) -
 async def test_shutdown_finalises_a_bridge_room_recording(tmp_path: Path) -> None:
     handler = Scripted()
     path = tmp_path / "room.wav"
-    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
         room = a.create_bridge()
         recording = await a.record_bridge(room, path)
         (x, x_far), = await calls(a, handler, 1)
@@ -213,7 +215,7 @@ async def test_shutdown_finalises_a_bridge_room_recording(tmp_path: Path) -> Non
 
 async def test_recording_errors(tmp_path: Path) -> None:
     handler = Scripted()
-    async with pair(callee=handler, caller_setup=RELAY) as (a, b):
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
         ((call, _far),) = await calls(a, handler, 1)
         with pytest.raises(RecordingError):
             await call.record(tmp_path / "no-such-dir" / "x.wav")
