@@ -31,6 +31,7 @@ from trio_voip.callcenter.store import (
     apply_call_event,
 )
 from trio_voip.errors import DuplicateRecord, RecordNotFound, StoreError, TrioVoipError
+from trio_voip.sip.digest import PrecomputedHA1
 
 KINDS = ["memory", "sqlite-memory", "sqlite-file"]
 
@@ -80,15 +81,27 @@ async def test_both_stores_are_stores(store: Store) -> None:
 
 
 async def test_agent_crud(store: Store) -> None:
-    bob = agent("bob", skills={"en": 5, "fr": 2}, max_concurrent=2, tier=1, order=3, weight=7)
+    bob = agent(
+        "bob",
+        queues={"sales", "support"},
+        skills={"en": 5, "fr": 2},
+        max_concurrent=2,
+        tier=1,
+        order=3,
+        weight=0.25,
+        credentials=PrecomputedHA1.from_password("bob", "example.com", "s3cret"),
+    )
     alice = agent("alice")
+    assert alice.weight == 1.0 and alice.queues == frozenset() and alice.credentials is None
     await store.add_agent(bob)
     await store.add_agent(alice)
     assert await store.get_agent("bob") == bob
     assert await store.get_agent("nobody") is None
     assert await store.list_agents() == [alice, bob]
 
-    paused = attrs.evolve(bob, paused=True, pause_reason="lunch", skills={"de": 1})
+    paused = attrs.evolve(
+        bob, paused=True, pause_reason="lunch", skills={"de": 1}, queues=["sales"], credentials=None
+    )
     await store.update_agent(paused)
     assert await store.get_agent("bob") == paused
 
@@ -122,8 +135,8 @@ async def test_queue_crud(store: Store) -> None:
     support = QueueRecord(id="support", name="Support", strategy="longest-idle")
     await store.add_queue(support)
     await store.add_queue(sales)
-    assert await store.get_queue("sales") == sales
-    assert (await store.get_queue("sales")).settings["overflow"] == {"to": "support"}  # type: ignore[union-attr]
+    got = await store.get_queue("sales")
+    assert got == sales and got.settings["overflow"] == {"to": "support"}
     assert await store.list_queues() == [sales, support]
     with pytest.raises(DuplicateRecord):
         await store.add_queue(sales)
@@ -345,7 +358,14 @@ async def test_closed_store_refuses_work(kind: str, tmp_path: Path) -> None:
         lambda: agent(skills={"": 1}),
         lambda: agent(skills=[("en", 1)]),
         lambda: agent(max_concurrent=0),
-        lambda: agent(weight=-1),
+        lambda: agent(weight=0),
+        lambda: agent(weight=math.nan),
+        lambda: agent(weight="1"),
+        lambda: agent(queues="sales"),
+        lambda: agent(queues=["sales", ""]),
+        lambda: agent(queues=3),
+        lambda: agent(credentials="s3cret"),
+        lambda: agent(credentials=PrecomputedHA1(md5="\ud800")),
         lambda: agent(paused=1),
         lambda: agent(pause_reason="lunch"),
         lambda: QueueRecord(id="q", name="Q", strategy=""),
@@ -580,6 +600,8 @@ JSON = st.recursive(
     max_leaves=12,
 )
 TIMES = st.floats(-1e12, 1e12, allow_nan=False)
+HEX = st.none() | st.text("0123456789abcdef", min_size=32, max_size=64)
+CREDENTIALS = st.builds(PrecomputedHA1, md5=HEX, sha256=HEX, sha512_256=HEX)
 
 
 @st.composite
@@ -589,13 +611,15 @@ def agents(draw: st.DrawFn) -> AgentRecord:
         id=draw(IDS),
         name=draw(TEXT),
         sip_user=draw(IDS),
+        queues=draw(st.frozensets(IDS, max_size=4)),
         skills=draw(st.dictionaries(IDS, INT64, max_size=5)),
         max_concurrent=draw(st.integers(1, 2**63 - 1)),
         tier=draw(st.integers(0, 2**63 - 1)),
         order=draw(INT64),
-        weight=draw(st.integers(0, 2**63 - 1)),
+        weight=draw(st.floats(min_value=0, exclude_min=True, allow_infinity=False)),
         paused=paused,
         pause_reason=draw(st.none() | TEXT) if paused else None,
+        credentials=draw(st.none() | CREDENTIALS),
     )
 
 

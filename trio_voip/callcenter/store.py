@@ -42,8 +42,9 @@ for a call log.
 lists the steps from an empty database, step *n* producing version *n*. Opening a database runs
 the missing steps, and records the new version, in one transaction: it either migrates fully
 or not at all. A database from a newer trio-voip is refused with ``StoreError`` rather than
-misread. Version 1 kept a single offer per call and had no tier, order or weight for agents;
-version 2 keeps every offer (ring-all, retries) in ``call_offers``.
+misread. Version 1 kept a single offer per call and had no queue membership, tier, order,
+weight or credentials for agents; version 2 keeps every offer (ring-all, retries) in
+``call_offers``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -62,6 +63,7 @@ import attrs
 import trio
 
 from trio_voip.errors import DuplicateRecord, RecordNotFound, StoreError
+from trio_voip.sip.digest import PrecomputedHA1
 
 __all__ = [
     "Store",
@@ -144,24 +146,49 @@ def _integer(
     return check
 
 
+def _weight(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, float) or not 0 < value < math.inf:
+        raise StoreError(f"{attribute.name} must be a positive finite number, not {value!r}")
+
+
 def _boolean(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, bool):
         raise StoreError(f"{attribute.name} must be True or False, not {value!r}")
 
 
-def _to_time(value: object) -> object:
+def _to_float(value: object) -> object:
     # Integers become floats here so both stores give back the same type (SQLite REAL does).
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return float(value)
         except OverflowError:
-            raise StoreError(f"time {value} is out of range") from None
+            raise StoreError(f"{value} is out of range") from None
     return value
 
 
 def _time(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, float) or not math.isfinite(value):
         raise StoreError(f"{attribute.name} must be a finite number of seconds, not {value!r}")
+
+
+def _queue_ids(value: object) -> frozenset[str]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise StoreError(f"queues must be a collection of queue ids, not {value!r}")
+    return frozenset(_check_id("queue id", queue_id) for queue_id in value)
+
+
+def _credentials(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, PrecomputedHA1):
+        raise StoreError(f"{attribute.name} must be a PrecomputedHA1 or None")
+    for field in _HA1_FIELDS:
+        digest = getattr(value, field)
+        if digest is not None:
+            _check_text(f"{attribute.name}.{field}", digest)
+
+
+_HA1_FIELDS = tuple(field.name for field in attrs.fields(PrecomputedHA1))
 
 
 def _skills(value: object) -> Mapping[str, int]:
@@ -200,6 +227,12 @@ def _skills_json(skills: Mapping[str, int]) -> str:
     return json.dumps(dict(skills), ensure_ascii=False, sort_keys=True)
 
 
+def _credentials_json(credentials: PrecomputedHA1 | None) -> str | None:
+    if credentials is None:
+        return None
+    return json.dumps({field: getattr(credentials, field) for field in _HA1_FIELDS})
+
+
 # --- records ------------------------------------------------------------------------------
 
 
@@ -207,22 +240,28 @@ def _skills_json(skills: Mapping[str, int]) -> str:
 class AgentRecord:
     """An agent as configured: who it is, what it can do, how routing treats it.
 
-    ``skills`` maps a skill name to a level (higher is better). ``tier`` 0 is tried first, higher
-    tiers only after the queue's configured wait; ``order`` is the position for linear/top-down
-    routing; ``weight`` is for weighted-random routing. ``pause_reason`` is only set while paused.
-    The record holds a mapping, so it is not hashable.
+    ``queues`` are the ids of the queues it serves. ``skills`` maps a skill name to a level
+    (higher is better). ``tier`` 0 is tried first, higher tiers only after the queue's configured
+    wait; ``order`` is the position for linear/top-down routing; ``weight`` is the share for
+    weighted-random routing. ``pause_reason`` is only set while paused. ``credentials`` are the
+    Digest HA1 values its phone registers with (``PrecomputedHA1.from_password(sip_user, realm,
+    password)``): never the password itself. The record holds a mapping, so it is not hashable.
     """
 
     id: str = attrs.field(validator=_identifier)
     name: str = attrs.field(validator=_text)
     sip_user: str = attrs.field(validator=_identifier)
+    queues: frozenset[str] = attrs.field(factory=frozenset, converter=_queue_ids)
     skills: Mapping[str, int] = attrs.field(factory=dict, converter=_skills)
     max_concurrent: int = attrs.field(default=1, validator=_integer(1))
     tier: int = attrs.field(default=0, validator=_integer(0))
     order: int = attrs.field(default=0, validator=_integer())
-    weight: int = attrs.field(default=1, validator=_integer(0))
+    weight: float = attrs.field(default=1.0, converter=_to_float, validator=_weight)
     paused: bool = attrs.field(default=False, validator=_boolean)
     pause_reason: str | None = attrs.field(default=None, validator=_optional_text)
+    credentials: PrecomputedHA1 | None = attrs.field(
+        default=None, validator=_credentials, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.pause_reason is not None and not self.paused:
@@ -250,7 +289,7 @@ class AgentStateChange:
 
     agent_id: str = attrs.field(validator=_identifier)
     state: str = attrs.field(validator=_identifier)
-    at: float = attrs.field(converter=_to_time, validator=_time)
+    at: float = attrs.field(converter=_to_float, validator=_time)
     reason: str | None = attrs.field(default=None, validator=_optional_text)
 
 
@@ -303,7 +342,7 @@ class CallEvent:
 
     call_id: str = attrs.field(validator=_identifier)
     phase: CallPhase = attrs.field()
-    at: float = attrs.field(converter=_to_time, validator=_time)
+    at: float = attrs.field(converter=_to_float, validator=_time)
     agent_id: str | None = attrs.field(default=None, validator=_optional_identifier)
     session_id: str | None = attrs.field(default=None, validator=_optional_identifier)
     queue_id: str | None = attrs.field(default=None, validator=_optional_identifier)
@@ -731,11 +770,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX agent_states_by_time ON agent_states (at)",
         "CREATE INDEX agent_states_by_agent ON agent_states (agent_id, at)",
     ),
-    # 2: routing attributes of agents; every offer of a call (ring-all, retries), not just one.
+    # 2: queue membership, routing attributes and credentials of agents; every offer of a
+    # call (ring-all, retries), not just one.
     _sql(
         "ALTER TABLE agents ADD COLUMN tier INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE agents ADD COLUMN position INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE agents ADD COLUMN weight INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE agents ADD COLUMN weight REAL NOT NULL DEFAULT 1.0",
+        "ALTER TABLE agents ADD COLUMN queues TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE agents ADD COLUMN credentials TEXT",
         """CREATE TABLE call_offers (
             call_id TEXT NOT NULL REFERENCES calls (id),
             seq INTEGER NOT NULL,
@@ -813,13 +855,19 @@ def _migrate(conn: sqlite3.Connection) -> int:
 # --- SqliteStore: rows <-> records (these run in the worker thread) -------------------------
 
 _AGENT_COLUMNS = (
-    "id, name, sip_user, skills, max_concurrent, tier, position, weight, paused, pause_reason"
+    "id, name, sip_user, queues, skills, max_concurrent, tier, position, weight, paused, "
+    "pause_reason, credentials"
 )
 _CALL_COLUMNS = (
     "id, session_id, queue_id, caller, priority, arrived_at, answered_at, bridged_at, ended_at, "
     "abandoned_at, overflowed_at, rejected_at, wrapup_ended_at, outcome, outcome_detail, agent_id"
 )
 _OFFER_COLUMNS = "call_id, seq, agent_id, at, missed_at, missed_reason"
+
+
+def _assignments(columns: str) -> str:
+    """``a = ?, b = ?`` for every column but the first (the id)."""
+    return ", ".join(f"{column} = ?" for column in columns.split(", ")[1:])
 
 
 def _decode_json(what: str, text: str) -> Any:
@@ -830,11 +878,16 @@ def _decode_json(what: str, text: str) -> Any:
 
 
 def _agent_from_row(row: Sequence[Any]) -> AgentRecord:
-    agent_id, name, sip_user, skills, max_concurrent, tier, position, weight, paused, reason = row
+    (agent_id, name, sip_user, queues, skills, max_concurrent, tier, position, weight, paused,
+     reason, credentials) = row  # fmt: skip
+    ha1 = _decode_json(f"credentials of agent {agent_id!r}", credentials or "null")
+    if ha1 is not None and (not isinstance(ha1, dict) or set(ha1) != set(_HA1_FIELDS)):
+        raise StoreError(f"credentials of agent {agent_id!r} in the database are malformed")
     return AgentRecord(
         id=agent_id,
         name=name,
         sip_user=sip_user,
+        queues=_decode_json(f"queues of agent {agent_id!r}", queues),
         skills=_decode_json(f"skills of agent {agent_id!r}", skills),
         max_concurrent=max_concurrent,
         tier=tier,
@@ -842,6 +895,7 @@ def _agent_from_row(row: Sequence[Any]) -> AgentRecord:
         weight=weight,
         paused=bool(paused),
         pause_reason=reason,
+        credentials=None if ha1 is None else PrecomputedHA1(**ha1),
     )
 
 
@@ -850,6 +904,7 @@ def _agent_row(agent: AgentRecord) -> tuple[Any, ...]:
         agent.id,
         agent.name,
         agent.sip_user,
+        json.dumps(sorted(agent.queues), ensure_ascii=False),
         _skills_json(agent.skills),
         agent.max_concurrent,
         agent.tier,
@@ -857,6 +912,7 @@ def _agent_row(agent: AgentRecord) -> tuple[Any, ...]:
         agent.weight,
         int(agent.paused),
         agent.pause_reason,
+        _credentials_json(agent.credentials),
     )
 
 
@@ -941,7 +997,7 @@ def _add_agent(conn: sqlite3.Connection, agent: AgentRecord) -> None:
             raise DuplicateRecord(f"agent {agent.id!r} exists")
         _check_sip_user(conn, agent)
         conn.execute(
-            f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES ({', '.join('?' * 12)})",
             _agent_row(agent),
         )
 
@@ -952,8 +1008,7 @@ def _update_agent(conn: sqlite3.Connection, agent: AgentRecord) -> None:
             raise RecordNotFound(f"no agent {agent.id!r}")
         _check_sip_user(conn, agent)
         conn.execute(
-            "UPDATE agents SET name = ?, sip_user = ?, skills = ?, max_concurrent = ?, tier = ?, "
-            "position = ?, weight = ?, paused = ?, pause_reason = ? WHERE id = ?",
+            f"UPDATE agents SET {_assignments(_AGENT_COLUMNS)} WHERE id = ?",
             (*_agent_row(agent)[1:], agent.id),
         )
 
@@ -1029,8 +1084,9 @@ def _record_call_event(conn: sqlite3.Connection, event: CallEvent) -> CallRecord
             conn.execute(f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES ({placeholders})", row)
             return after
         if row != _call_row(before):
-            assignments = ", ".join(f"{column} = ?" for column in _CALL_COLUMNS.split(", ")[1:])
-            conn.execute(f"UPDATE calls SET {assignments} WHERE id = ?", (*row[1:], after.id))
+            conn.execute(
+                f"UPDATE calls SET {_assignments(_CALL_COLUMNS)} WHERE id = ?", (*row[1:], after.id)
+            )
         # An event adds one offer or changes one; write only that.
         for seq, offer in enumerate(after.offers):
             if seq >= len(before.offers):
