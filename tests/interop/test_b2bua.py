@@ -103,14 +103,16 @@ async def test_cancel_propagates_to_the_callee(sipp, unused_udp_port_pair):
     assert (b2bua.stats.cancelled, b2bua.stats.active) == (100, 0)
 
 
-async def test_callee_bye_propagates_to_the_caller(sipp, unused_udp_port_pair):
+@pytest.mark.parametrize("media", ["passthrough", "relay"])
+async def test_callee_bye_propagates_to_the_caller(sipp, unused_udp_port_pair, media):
     uac, uas, b2bua, held = await through_b2bua(
         unused_udp_port_pair, scenario("uac_wait_bye.xml"), scenario("uas_bye.xml"), 200,
-        uas_extra=["-d", "100"])
+        uas_extra=["-d", "300"], media=media)
     assert_clean(uac, 200)  # every caller got the BYE
     assert_clean(uas, 200)  # every callee's BYE was answered 200
     assert held == (0, 0, 0, 0)
-    assert (b2bua.stats.answered, b2bua.stats.active) == (200, 0)
+    bridged = 200 if media == "relay" else 0  # the callee's BYE ended each bridge
+    assert (b2bua.stats.answered, b2bua.stats.bridged, b2bua.stats.active) == (200, bridged, 0)
 
 
 @pytest.mark.parametrize(("callee", "caller"), [(486, 486), (603, 603), (404, 404),
