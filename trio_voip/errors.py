@@ -202,3 +202,22 @@ class CallCenterError(TrioVoipError):
 class RecordingError(TrioVoipError):
     """A call or bridge recording could not be written: its file could not be created, or a
     write failed (disk full, ...). The recording stops; what was written stays readable."""
+
+
+class ConfigError(TrioVoipError):
+    """A softswitch configuration that cannot work: a TOML syntax error, an unknown key, a
+    value of the wrong type or out of range. ``key`` is the dotted key (``sip.port``,
+    ``users[2].password``) and ``line`` its 1-based line in the file, when known."""
+
+    def __init__(
+        self, message: str, *, key: str | None = None, line: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.message = message
+        self.key = key
+        self.line = line
+        self.source = source
+        where = source or "config"
+        if line is not None:
+            where += f":{line}"
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
