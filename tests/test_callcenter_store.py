@@ -296,6 +296,48 @@ async def test_events_the_call_state_forbids_change_nothing(
     assert await store.call_record("c") == before
 
 
+async def answer_race(stores: list[Store], agents: int) -> tuple[list[str], CallRecord | None]:
+    """Offer call "race" to every agent, then let them all answer at once, each through one of
+    ``stores`` in turn: the agents that won, and the record."""
+    await stores[0].record_call_event(arrived("race", 1.0))
+    for n in range(agents):
+        await stores[0].record_call_event(event("race", CallPhase.OFFERED, 2.0, agent_id=f"a{n}"))
+    winners: list[str] = []
+
+    async def answer(n: int) -> None:
+        try:
+            await stores[n % len(stores)].record_call_event(
+                event("race", CallPhase.ANSWERED, 3.0, agent_id=f"a{n}")
+            )
+        except StoreError:
+            return
+        winners.append(f"a{n}")
+
+    async with trio.open_nursery() as nursery:
+        for n in range(agents):
+            nursery.start_soon(answer, n)
+    return winners, await stores[-1].call_record("race")
+
+
+async def test_racing_answers_have_one_winner(store: Store) -> None:
+    winners, record = await answer_race([store], 20)
+    assert len(winners) == 1
+    assert record is not None and record.agent_id == winners[0]
+
+
+async def test_two_nodes_share_one_database(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    async with SqliteStore.open(path) as first, SqliteStore.open(path) as second:
+        await first.add_agent(agent("a1", sip_user="100"))
+        assert await second.get_agent("a1") == agent("a1", sip_user="100")
+        with pytest.raises(DuplicateRecord):
+            await second.add_agent(agent("a2", sip_user="100"))
+        winners, record = await answer_race([first, second], 20)
+        assert len(winners) == 1
+        assert record is not None and record.agent_id == winners[0]
+        assert await first.call_record("race") == record
+
+
 async def test_call_records_window_and_queue(store: Store) -> None:
     await store.record_call_event(arrived("late", 20.0))
     await store.record_call_event(arrived("b", 10.0, queue_id="support"))
@@ -342,6 +384,25 @@ async def test_closed_store_refuses_work(kind: str, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="closed"):
         await opened.record_call_event(arrived("c", 1.0))
     await opened.aclose()  # twice is fine
+
+
+async def test_wrong_arguments_are_store_errors(store: Store) -> None:
+    wrong: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.add_agent({"id": "a1"}),  # type: ignore[arg-type]
+        lambda: store.update_agent(None),  # type: ignore[arg-type]
+        lambda: store.add_queue(agent()),  # type: ignore[arg-type]
+        lambda: store.update_queue("sales"),  # type: ignore[arg-type]
+        lambda: store.record_call_event(CallPhase.ARRIVED),  # type: ignore[arg-type]
+        lambda: store.record_agent_state(("a1", "available", 1.0)),  # type: ignore[arg-type]
+        lambda: store.call_records("yesterday", 10.0),  # type: ignore[arg-type]
+        lambda: store.call_records(0.0, math.nan),
+        lambda: store.agent_history(since=True),  # type: ignore[arg-type]
+    ]
+    for call in wrong:
+        with pytest.raises(StoreError):
+            await call()
+    assert await store.list_agents() == [] and await store.list_queues() == []
+    assert await store.call_records(-math.inf, math.inf) == []
 
 
 # --- values check themselves --------------------------------------------------------------

@@ -233,6 +233,20 @@ def _credentials_json(credentials: PrecomputedHA1 | None) -> str | None:
     return json.dumps({field: getattr(credentials, field) for field in _HA1_FIELDS})
 
 
+def _expect(value: T, kind: type[T]) -> T:
+    if not isinstance(value, kind):
+        raise StoreError(f"expected a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _bound(name: str, value: object) -> None:
+    """A time bound of a query: a number, not NaN (infinities mean "no bound")."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise StoreError(f"{name} must be a number of seconds, not {value!r}")
+
+
 # --- records ------------------------------------------------------------------------------
 
 
@@ -600,6 +614,7 @@ class MemoryStore:
             raise StoreError("the store is closed")
 
     async def add_agent(self, agent: AgentRecord) -> None:
+        _expect(agent, AgentRecord)
         await self._ready()
         if agent.id in self._agents:
             raise DuplicateRecord(f"agent {agent.id!r} exists")
@@ -607,6 +622,7 @@ class MemoryStore:
         self._agents[agent.id] = agent
 
     async def update_agent(self, agent: AgentRecord) -> None:
+        _expect(agent, AgentRecord)
         await self._ready()
         if agent.id not in self._agents:
             raise RecordNotFound(f"no agent {agent.id!r}")
@@ -632,12 +648,14 @@ class MemoryStore:
         return [self._agents[key] for key in sorted(self._agents)]
 
     async def add_queue(self, queue: QueueRecord) -> None:
+        _expect(queue, QueueRecord)
         await self._ready()
         if queue.id in self._queues:
             raise DuplicateRecord(f"queue {queue.id!r} exists")
         self._queues[queue.id] = queue
 
     async def update_queue(self, queue: QueueRecord) -> None:
+        _expect(queue, QueueRecord)
         await self._ready()
         if queue.id not in self._queues:
             raise RecordNotFound(f"no queue {queue.id!r}")
@@ -657,6 +675,7 @@ class MemoryStore:
         return [self._queues[key] for key in sorted(self._queues)]
 
     async def record_call_event(self, event: CallEvent) -> CallRecord:
+        _expect(event, CallEvent)
         await self._ready()
         record = apply_call_event(self._calls.get(event.call_id), event)
         self._calls[record.id] = record
@@ -669,6 +688,8 @@ class MemoryStore:
     async def call_records(
         self, since: float, until: float, queue_id: str | None = None
     ) -> list[CallRecord]:
+        _bound("since", since)
+        _bound("until", until)
         await self._ready()
         found = [
             record
@@ -680,6 +701,7 @@ class MemoryStore:
         return found
 
     async def record_agent_state(self, change: AgentStateChange) -> None:
+        _expect(change, AgentStateChange)
         await self._ready()
         self._history.append(change)
 
@@ -690,6 +712,8 @@ class MemoryStore:
         since: float | None = None,
         until: float | None = None,
     ) -> list[AgentStateChange]:
+        _bound("since", since)
+        _bound("until", until)
         await self._ready()
         found = [
             change
@@ -1174,8 +1198,8 @@ class SqliteStore:
     async def open(cls, path: str | os.PathLike[str]) -> AsyncIterator[SqliteStore]:
         """Open (creating or migrating) the database at ``path``; close it on exit."""
         store = cls(path)
-        await store._in_thread(store._connect)
         try:
+            await store._in_thread(store._connect)
             yield store
         finally:
             with trio.CancelScope(shield=True):
@@ -1221,10 +1245,10 @@ class SqliteStore:
         return function(conn, *args)
 
     async def add_agent(self, agent: AgentRecord) -> None:
-        await self._run(_add_agent, agent)
+        await self._run(_add_agent, _expect(agent, AgentRecord))
 
     async def update_agent(self, agent: AgentRecord) -> None:
-        await self._run(_update_agent, agent)
+        await self._run(_update_agent, _expect(agent, AgentRecord))
 
     async def remove_agent(self, agent_id: str) -> None:
         await self._run(_remove_agent, agent_id)
@@ -1236,10 +1260,10 @@ class SqliteStore:
         return await self._run(_list_agents)
 
     async def add_queue(self, queue: QueueRecord) -> None:
-        await self._run(_add_queue, queue)
+        await self._run(_add_queue, _expect(queue, QueueRecord))
 
     async def update_queue(self, queue: QueueRecord) -> None:
-        await self._run(_update_queue, queue)
+        await self._run(_update_queue, _expect(queue, QueueRecord))
 
     async def remove_queue(self, queue_id: str) -> None:
         await self._run(_remove_queue, queue_id)
@@ -1251,7 +1275,7 @@ class SqliteStore:
         return await self._run(_list_queues)
 
     async def record_call_event(self, event: CallEvent) -> CallRecord:
-        return await self._run(_record_call_event, event)
+        return await self._run(_record_call_event, _expect(event, CallEvent))
 
     async def call_record(self, call_id: str) -> CallRecord | None:
         return await self._run(_call_record, call_id)
@@ -1259,10 +1283,12 @@ class SqliteStore:
     async def call_records(
         self, since: float, until: float, queue_id: str | None = None
     ) -> list[CallRecord]:
+        _bound("since", since)
+        _bound("until", until)
         return await self._run(_call_records, since, until, queue_id)
 
     async def record_agent_state(self, change: AgentStateChange) -> None:
-        await self._run(_record_agent_state, change)
+        await self._run(_record_agent_state, _expect(change, AgentStateChange))
 
     async def agent_history(
         self,
@@ -1271,6 +1297,8 @@ class SqliteStore:
         since: float | None = None,
         until: float | None = None,
     ) -> list[AgentStateChange]:
+        _bound("since", since)
+        _bound("until", until)
         return await self._run(_agent_history, agent_id, since, until)
 
     async def aclose(self) -> None:
