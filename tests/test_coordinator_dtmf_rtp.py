@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from trio_voip import CallError, CallSession, CallState, DtmfReceived, SessionCoordinator
 from trio_voip.rtp.dtmf import DtmfDetector, TelephoneEvent, dtmf_packets, parse_telephone_event
 from trio_voip.rtp.packet import RtpPacket, parse_rtp
+from trio_voip.rtp.playback import FrameListSource
 from trio_voip.session.dtmf import DtmfService
 
 from test_coordinator import Scripted, pair
@@ -167,6 +168,42 @@ async def test_send_dtmf_reaches_the_phone_as_rfc4733_packets() -> None:
                 await call.send_dtmf("1", method="carrier-pigeon")
             with pytest.raises(CallError):
                 await call.send_dtmf("1", duration=10_000, method="rfc4733")
+            await call.hangup()
+
+
+async def test_events_join_the_audio_stream_the_relay_generates() -> None:
+    """While a prompt plays into the call, the events go out in the prompt's RTP stream: one
+    SSRC, one run of sequence numbers, the press stamped with the stream's clock."""
+    handler = Scripted()
+    async with pair(callee=handler, caller_setup=RELAY, callee_setup=PHONES) as (a, b):
+        call, _far, sock = await one_call(a, handler)
+        assert a.relay is not None
+        endpoint = a._endpoints[call.id]
+        with sock:
+            a.relay.ticker.play(endpoint, FrameListSource([b"\xff" * 160]), loop=True)
+            got: list[tuple[float, RtpPacket]] = []
+
+            async def listen() -> None:
+                got.extend(await received_packets(sock, 0.5))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(listen)
+                await trio.sleep(0.1)
+                await call.send_dtmf("5", duration=100)
+            a.relay.ticker.stop_playback(endpoint)
+            packets = [packet for _, packet in got]
+            audio = [p for p in packets if p.payload_type == 0]
+            events = [p for p in packets if p.payload_type == 101]
+            assert len(events) == 5 and len(audio) > 10
+            assert {p.ssrc for p in packets} == {audio[0].ssrc}
+            # one run of sequence numbers, in the order sent (loopback keeps it)
+            steps = [(q.sequence - p.sequence) & 0xFFFF for p, q in zip(packets, packets[1:])]
+            assert steps == [1] * (len(packets) - 1)
+            # the press starts at the audio clock: just after the frame sent before it
+            first_event = packets.index(events[0])
+            previous = packets[first_event - 1]
+            assert previous.payload_type == 0
+            assert 0 < (events[0].timestamp - previous.timestamp) & 0xFFFFFFFF <= 2 * 160
             await call.hangup()
 
 

@@ -264,7 +264,11 @@ class SessionCoordinator:
         # relay endpoints of the live calls that have one, by call id
         self._endpoints: dict[str, MediaEndpoint] = {}
         # RFC 4733 on those endpoints; its timeouts run on _timer_loop
-        self.dtmf = DtmfService(self._publish_dtmf, self._kick)
+        self.dtmf = DtmfService(
+            self._publish_dtmf,
+            self._kick,
+            self.relay.ticker.stream if self.relay is not None else None,
+        )
         self._recordings: set[Recording] = set()
         self.bridge_manager = BridgeManager(
             self._is_active, media=self._bridge_media if self.relay is not None else None

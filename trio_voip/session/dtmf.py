@@ -12,9 +12,14 @@ a press in progress are looked at.
 
 Sending. :meth:`DtmfService.send` sends each digit as the packets of
 :func:`~trio_voip.rtp.dtmf.dtmf_packets`, at their offsets, from the call's endpoint socket to
-its remote, digits ``GAP`` seconds apart. Each call has one outgoing event stream (its own
-SSRC; sequence numbers continue across sends, timestamps follow real time), and concurrent
-sends on one call go one after the other.
+its remote, digits ``GAP`` seconds apart. While the relay generates audio into the endpoint
+(a prompt, a conference mix: ``stream(endpoint)`` gives its
+:class:`~trio_voip.rtp.mixer.RtpPacketizer`) the events join that stream, as RFC 4733 2.1
+wants: its SSRC, its timestamp at the start of the press, and sequence numbers taken from it
+packet by packet. Otherwise each call has an event stream of its own (own SSRC; sequence
+numbers continue across sends, timestamps follow real time). Audio merely relayed from
+another leg keeps that leg's SSRC, which the events cannot join. Concurrent sends on one call
+go one after the other.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import trio
 from trio_voip.errors import CallError, RtpError
 from trio_voip.offer_answer import NegotiatedMedia
 from trio_voip.rtp.dtmf import DtmfDetector, DtmfDigit, dtmf_packets
-from trio_voip.rtp.packet import parse_rtp
+from trio_voip.rtp.mixer import RtpPacketizer
+from trio_voip.rtp.packet import RtpPacket, parse_rtp
 from trio_voip.rtp.relay import MediaEndpoint
 from trio_voip.session.events import DtmfReceived
 
@@ -69,16 +75,19 @@ class DtmfService:
     """RFC 4733 for every relayed call of one coordinator (module docstring).
 
     ``publish(session_id, event)`` reports digits; ``kick()`` wakes the timer task when a press
-    starts, so it can take the new deadline into account.
+    starts, so it can take the new deadline into account; ``stream(endpoint)`` is the RTP
+    stream the relay generates into an endpoint, if any (``RtpRelay.ticker.stream``).
     """
 
     def __init__(
         self,
         publish: Callable[[str, DtmfReceived], None],
         kick: Callable[[], None],
+        stream: Callable[[MediaEndpoint], RtpPacketizer | None] | None = None,
     ) -> None:
         self._publish = publish
         self._kick = kick
+        self._stream = stream
         self._calls: dict[str, _CallDtmf] = {}
         # calls with a press in progress: the only ones with a deadline
         self._open: set[_CallDtmf] = set()
@@ -171,25 +180,45 @@ class DtmfService:
                 if endpoint.closed or endpoint.remote is None:
                     raise CallError(f"call {session_id} has no media to send DTMF on")
                 start = trio.current_time()
-                timestamp = (
-                    state.timestamp + round((start - state.epoch) * _CLOCK_RATE)
-                ) & 0xFFFFFFFF
+                stream = self._generated(endpoint)
+                if stream is not None:
+                    ssrc, timestamp = stream.ssrc, stream.timestamp
+                else:
+                    ssrc = state.ssrc
+                    timestamp = (
+                        state.timestamp + round((start - state.epoch) * _CLOCK_RATE)
+                    ) & 0xFFFFFFFF
                 schedule = dtmf_packets(
                     digit,
                     payload_type=media.telephone_event_pt,
-                    ssrc=state.ssrc,
-                    sequence=state.sequence,
+                    ssrc=ssrc,
+                    sequence=0,  # numbered when sent
                     timestamp=timestamp,
                     duration=duration / 1000,
                 )
-                state.sequence = (state.sequence + len(schedule)) & 0xFFFF
                 for offset, packet in schedule:
                     await trio.sleep_until(start + offset)
-                    self._send(endpoint, packet.to_bytes())
+                    sequence = self._number(state, endpoint, ssrc)
+                    self._send(endpoint, attrs.evolve(packet, sequence=sequence))
                 await trio.sleep_until(start + duration / 1000 + GAP)
 
-    def _send(self, endpoint: MediaEndpoint, data: bytes) -> None:
-        if endpoint.send_rtp(data):
+    def _number(self, state: _CallDtmf, endpoint: MediaEndpoint, ssrc: int) -> int:
+        """The next sequence number of the stream ``ssrc`` the press is sent in."""
+        stream = self._generated(endpoint)
+        if stream is not None and stream.ssrc == ssrc:
+            owner: RtpPacketizer | _CallDtmf = stream
+        else:
+            # our own stream, or the generated one ended during the press
+            owner = state
+        sequence = owner.sequence
+        owner.sequence = (sequence + 1) & 0xFFFF
+        return sequence
+
+    def _generated(self, endpoint: MediaEndpoint) -> RtpPacketizer | None:
+        return self._stream(endpoint) if self._stream is not None else None
+
+    def _send(self, endpoint: MediaEndpoint, packet: RtpPacket) -> None:
+        if endpoint.send_rtp(packet.to_bytes()):
             self.stats.sent += 1
         else:
             self.stats.send_failed += 1
