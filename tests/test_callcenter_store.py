@@ -386,6 +386,15 @@ async def test_closed_store_refuses_work(kind: str, tmp_path: Path) -> None:
     await opened.aclose()  # twice is fine
 
 
+async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "store.db"
+    with pytest.raises(StoreError, match="no-such-dir"):
+        async with SqliteStore.open(missing):
+            pass  # pragma: no cover
+    with pytest.raises(StoreError, match="not open"):
+        await SqliteStore(tmp_path / "x.db").list_agents()
+
+
 async def test_wrong_arguments_are_store_errors(store: Store) -> None:
     wrong: list[Callable[[], Awaitable[object]]] = [
         lambda: store.add_agent({"id": "a1"}),  # type: ignore[arg-type]
@@ -396,7 +405,16 @@ async def test_wrong_arguments_are_store_errors(store: Store) -> None:
         lambda: store.record_agent_state(("a1", "available", 1.0)),  # type: ignore[arg-type]
         lambda: store.call_records("yesterday", 10.0),  # type: ignore[arg-type]
         lambda: store.call_records(0.0, math.nan),
+        lambda: store.call_records(None, 1.0),  # type: ignore[arg-type]
+        lambda: store.call_records(0, 10**400),
         lambda: store.agent_history(since=True),  # type: ignore[arg-type]
+        lambda: store.agent_history("\udc80"),
+        lambda: store.get_agent(["a1"]),  # type: ignore[arg-type]
+        lambda: store.remove_agent(10**30),  # type: ignore[arg-type]
+        lambda: store.get_queue("\ud800"),
+        lambda: store.remove_queue(None),  # type: ignore[arg-type]
+        lambda: store.call_record(b"c1"),  # type: ignore[arg-type]
+        lambda: store.call_records(0.0, 1.0, queue_id=7),  # type: ignore[arg-type]
     ]
     for call in wrong:
         with pytest.raises(StoreError):

@@ -87,7 +87,7 @@ __all__ = [
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 # --- validation at the boundary: what a record accepts, every store can give back ---------
@@ -233,17 +233,24 @@ def _credentials_json(credentials: PrecomputedHA1 | None) -> str | None:
     return json.dumps({field: getattr(credentials, field) for field in _HA1_FIELDS})
 
 
-def _expect(value: T, kind: type[T]) -> T:
+def _expect(value: _T, kind: type[_T]) -> _T:
     if not isinstance(value, kind):
         raise StoreError(f"expected a {kind.__name__}, not {value!r}")
     return value
 
 
-def _bound(name: str, value: object) -> None:
+def _optional_key(name: str, value: object) -> None:
+    if value is not None:
+        _check_text(name, value)
+
+
+def _bound(name: str, value: object, *, optional: bool = False) -> None:
     """A time bound of a query: a number, not NaN (infinities mean "no bound")."""
-    if value is None:
+    if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        _check_int(name, value)  # SQLite binds 64-bit integers only
+    elif not isinstance(value, float) or math.isnan(value):
         raise StoreError(f"{name} must be a number of seconds, not {value!r}")
 
 
@@ -635,11 +642,13 @@ class MemoryStore:
                 raise DuplicateRecord(f"SIP user {agent.sip_user!r} belongs to agent {other.id!r}")
 
     async def remove_agent(self, agent_id: str) -> None:
+        _check_text("agent_id", agent_id)
         await self._ready()
         if self._agents.pop(agent_id, None) is None:
             raise RecordNotFound(f"no agent {agent_id!r}")
 
     async def get_agent(self, agent_id: str) -> AgentRecord | None:
+        _check_text("agent_id", agent_id)
         await self._ready()
         return self._agents.get(agent_id)
 
@@ -662,11 +671,13 @@ class MemoryStore:
         self._queues[queue.id] = queue
 
     async def remove_queue(self, queue_id: str) -> None:
+        _check_text("queue_id", queue_id)
         await self._ready()
         if self._queues.pop(queue_id, None) is None:
             raise RecordNotFound(f"no queue {queue_id!r}")
 
     async def get_queue(self, queue_id: str) -> QueueRecord | None:
+        _check_text("queue_id", queue_id)
         await self._ready()
         return self._queues.get(queue_id)
 
@@ -682,6 +693,7 @@ class MemoryStore:
         return record
 
     async def call_record(self, call_id: str) -> CallRecord | None:
+        _check_text("call_id", call_id)
         await self._ready()
         return self._calls.get(call_id)
 
@@ -690,6 +702,7 @@ class MemoryStore:
     ) -> list[CallRecord]:
         _bound("since", since)
         _bound("until", until)
+        _optional_key("queue_id", queue_id)
         await self._ready()
         found = [
             record
@@ -712,8 +725,9 @@ class MemoryStore:
         since: float | None = None,
         until: float | None = None,
     ) -> list[AgentStateChange]:
-        _bound("since", since)
-        _bound("until", until)
+        _bound("since", since, optional=True)
+        _bound("until", until, optional=True)
+        _optional_key("agent_id", agent_id)
         await self._ready()
         found = [
             change
@@ -1205,17 +1219,16 @@ class SqliteStore:
             with trio.CancelScope(shield=True):
                 await store.aclose()
 
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+    async def _in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
         return await trio.to_thread.run_sync(self._guarded, function, *args, limiter=self._limiter)
 
-    @staticmethod
-    def _guarded(function: Callable[..., T], *args: Any) -> T:
+    def _guarded(self, function: Callable[..., _T], *args: Any) -> _T:
         try:
             return function(*args)
         except sqlite3.IntegrityError as exc:
-            raise DuplicateRecord(f"database constraint: {exc}") from exc
+            raise DuplicateRecord(f"{self.path}: database constraint: {exc}") from exc
         except sqlite3.Error as exc:
-            raise StoreError(f"database error: {exc}") from exc
+            raise StoreError(f"{self.path}: database error: {exc}") from exc
 
     def _connect(self) -> None:
         if self._conn is not None:
@@ -1233,12 +1246,12 @@ class SqliteStore:
             raise
         self._conn = conn
 
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         if self._conn is None:
-            raise StoreError("the store is closed")
+            raise StoreError("the store is not open (closed, or never opened with open())")
         return await self._in_thread(self._with_connection, function, *args)
 
-    def _with_connection(self, function: Callable[..., T], *args: Any) -> T:
+    def _with_connection(self, function: Callable[..., _T], *args: Any) -> _T:
         conn = self._conn
         if conn is None:  # closed while this operation waited for the worker
             raise StoreError("the store is closed")
@@ -1251,10 +1264,10 @@ class SqliteStore:
         await self._run(_update_agent, _expect(agent, AgentRecord))
 
     async def remove_agent(self, agent_id: str) -> None:
-        await self._run(_remove_agent, agent_id)
+        await self._run(_remove_agent, _check_text("agent_id", agent_id))
 
     async def get_agent(self, agent_id: str) -> AgentRecord | None:
-        return await self._run(_get_agent, agent_id)
+        return await self._run(_get_agent, _check_text("agent_id", agent_id))
 
     async def list_agents(self) -> list[AgentRecord]:
         return await self._run(_list_agents)
@@ -1266,10 +1279,10 @@ class SqliteStore:
         await self._run(_update_queue, _expect(queue, QueueRecord))
 
     async def remove_queue(self, queue_id: str) -> None:
-        await self._run(_remove_queue, queue_id)
+        await self._run(_remove_queue, _check_text("queue_id", queue_id))
 
     async def get_queue(self, queue_id: str) -> QueueRecord | None:
-        return await self._run(_get_queue, queue_id)
+        return await self._run(_get_queue, _check_text("queue_id", queue_id))
 
     async def list_queues(self) -> list[QueueRecord]:
         return await self._run(_list_queues)
@@ -1278,13 +1291,14 @@ class SqliteStore:
         return await self._run(_record_call_event, _expect(event, CallEvent))
 
     async def call_record(self, call_id: str) -> CallRecord | None:
-        return await self._run(_call_record, call_id)
+        return await self._run(_call_record, _check_text("call_id", call_id))
 
     async def call_records(
         self, since: float, until: float, queue_id: str | None = None
     ) -> list[CallRecord]:
         _bound("since", since)
         _bound("until", until)
+        _optional_key("queue_id", queue_id)
         return await self._run(_call_records, since, until, queue_id)
 
     async def record_agent_state(self, change: AgentStateChange) -> None:
@@ -1297,8 +1311,9 @@ class SqliteStore:
         since: float | None = None,
         until: float | None = None,
     ) -> list[AgentStateChange]:
-        _bound("since", since)
-        _bound("until", until)
+        _bound("since", since, optional=True)
+        _bound("until", until, optional=True)
+        _optional_key("agent_id", agent_id)
         return await self._run(_agent_history, agent_id, since, until)
 
     async def aclose(self) -> None:
