@@ -7,43 +7,132 @@
 ``trio.testing.MockClock`` in virtual time.
 
 Every message is serialised and parsed again on delivery (the receiver never shares objects
-with the sender) and logged in :attr:`MemoryNetwork.log`. UDP datagrams may be lost: at random
-(``loss``, from a seeded generator) or when the ``drop`` predicate says so. TCP is never lossy.
-A UDP datagram to an address nobody listens on is lost silently, like on a real network; a TCP
-send to such an address raises :class:`~trio_voip.errors.TransportError` (connection refused).
+with the sender) and logged in :attr:`MemoryNetwork.log`, in the order it was sent.
+
+The network can be impaired (:class:`Impairments`: ``loss``, ``duplicate``, ``reorder``,
+``delay`` + ``jitter``), for the whole network or per link (``network.links[(source,
+destination)]``). Every random choice comes from one generator seeded with ``seed``, so a seed
+and a configuration reproduce a run exactly. UDP datagrams may also be lost when the ``drop``
+predicate says so. TCP only ever gets delayed: it is never lost, duplicated or reordered.
+
+A message that is not delivered at once waits in one heap run by :meth:`MemoryNetwork.run`
+(a single task per network, sleeping until the next arrival, so ``MockClock(autojump_threshold=0)``
+gets through any delay instantly); start it with ``await nursery.start(network.run)``. Without
+impairments that delay anything, delivery is immediate and ``run`` is not needed.
+
+A UDP datagram to an address nobody listens on (at arrival) is lost silently, like on a real
+network; a TCP send to such an address raises :class:`~trio_voip.errors.TransportError`
+(connection refused).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import random
 from collections.abc import Callable
 
 import attrs
 import trio
 
-from trio_voip.errors import SipParseError, TransportError
+from trio_voip.errors import SipParseError, TransportError, TrioVoipError
 from trio_voip.sip.message import Request, Response, parse_message
 from trio_voip.sip.transport import Inbound, LocalAddress, Source
 
-__all__ = ["Packet", "MemoryNetwork", "MemoryTransport"]
+__all__ = ["Impairments", "NetworkStats", "Packet", "MemoryNetwork", "MemoryTransport"]
 
 _TRANSPORTS = ("UDP", "TCP")
+
+Address = tuple[str, int]
 
 
 @attrs.frozen
 class Packet:
-    """One message handed to the network (``delivered`` False: lost or nobody listening)."""
+    """One message handed to the network, logged when sent (``time``).
+
+    ``delivered`` is False while the message is in flight and stays False when it was lost or
+    nobody took it; ``arrived`` is when its first copy was delivered.
+    """
 
     time: float
     transport: str
-    source: tuple[str, int]
-    destination: tuple[str, int]
+    source: Address
+    destination: Address
     data: bytes
     delivered: bool
+    arrived: float | None = None
 
     @property
     def first_line(self) -> str:
         return self.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+
+
+@attrs.frozen
+class Impairments:
+    """What a link does to the datagrams on it (TCP only gets ``delay`` and ``jitter``).
+
+    ``loss``, ``duplicate`` and ``reorder`` are probabilities per datagram. Every datagram takes
+    ``delay`` plus a uniform share of ``jitter`` seconds, but never overtakes an earlier one on
+    its link -- except the ``reorder`` ones, which are held back ``reorder_hold`` seconds more
+    and so are overtaken by whatever follows them in that time.
+    """
+
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    delay: float = 0.0
+    jitter: float = 0.0
+    reorder_hold: float = 0.05
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("loss", "duplicate", "reorder"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise TrioVoipError(f"{name} must be a probability in [0, 1], not {value!r}")
+        for name in ("delay", "jitter", "reorder_hold"):
+            value = getattr(self, name)
+            if not 0.0 <= value < math.inf:
+                raise TrioVoipError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+
+    @property
+    def delays(self) -> bool:
+        """Whether a message may be held at all (else delivery is always immediate)."""
+        return self.delay > 0 or self.jitter > 0 or self.reorder > 0
+
+
+@attrs.define
+class NetworkStats:
+    """Counters since the network was made.
+
+    ``sent`` counts messages handed to the network, ``delivered`` the copies receivers took
+    (duplicates included), ``lost`` the UDP datagrams dropped by ``loss`` or ``drop``,
+    ``duplicated`` the extra copies made and ``reordered`` the datagrams held back.
+    """
+
+    sent: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+
+
+@attrs.define
+class _Lane:
+    """The in-order traffic on one (transport, source, destination): nothing overtakes ``tail``."""
+
+    tail: float
+    pending: int = 0
+
+
+@attrs.define
+class _InFlight:
+    transport: str
+    sender: MemoryTransport
+    destination: Address
+    data: bytes
+    log_index: int
+    lane: tuple[str, Address, Address] | None  # None: a held-back datagram, outside the order
 
 
 class MemoryNetwork:
@@ -53,16 +142,42 @@ class MemoryNetwork:
         self,
         *,
         loss: float = 0.0,
+        duplicate: float = 0.0,
+        reorder: float = 0.0,
+        delay: float = 0.0,
+        jitter: float = 0.0,
+        reorder_hold: float = 0.05,
         seed: int = 0,
         drop: Callable[[Packet], bool] | None = None,
     ) -> None:
-        self.loss = loss
+        self.impairments = Impairments(loss, duplicate, reorder, delay, jitter, reorder_hold)
+        # Per-link impairments, used instead of ``impairments`` for (source, destination).
+        self.links: dict[tuple[Address, Address], Impairments] = {}
         self.drop = drop
         self.log: list[Packet] = []
+        self.stats = NetworkStats()
         self._random = random.Random(seed)
-        self._listening: dict[tuple[str, int], MemoryTransport] = {}
+        self._listening: dict[Address, MemoryTransport] = {}
         # Addresses cut off the network (their transports still run): as if the host died.
-        self.unreachable: set[tuple[str, int]] = set()
+        self.unreachable: set[Address] = set()
+        self._heap: list[tuple[float, int, _InFlight]] = []
+        self._seq = itertools.count()
+        self._lanes: dict[tuple[str, Address, Address], _Lane] = {}
+        self._running = False
+        self._wakeup = trio.Event()
+
+    @property
+    def loss(self) -> float:
+        return self.impairments.loss
+
+    @loss.setter
+    def loss(self, value: float) -> None:
+        self.impairments = attrs.evolve(self.impairments, loss=value)
+
+    @property
+    def in_flight(self) -> int:
+        """Copies sent and not yet arrived."""
+        return len(self._heap)
 
     def transport(self, host: str = "127.0.0.1", port: int = 5060) -> MemoryTransport:
         """A transport that will listen on host:port (UDP and TCP) once running."""
@@ -72,30 +187,111 @@ class MemoryNetwork:
         """Logged packets whose first line starts with the prefix (e.g. ``"INVITE"``)."""
         return [p for p in self.log if p.first_line.startswith(first_line_prefix)]
 
+    def impairments_for(self, source: Address, destination: Address) -> Impairments:
+        return self.links.get((source, destination), self.impairments)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver delayed messages when they are due; the network's one scheduler task.
+
+        Messages still in flight when it stops are dropped.
+        """
+        if self._running:
+            raise TrioVoipError("the network scheduler is already running")
+        self._running = True
+        try:
+            task_status.started()
+            while True:
+                now = trio.current_time()
+                while self._heap and self._heap[0][0] <= now:
+                    self._arrive(heapq.heappop(self._heap)[2], now)
+                self._wakeup = trio.Event()
+                with trio.move_on_at(self._heap[0][0] if self._heap else math.inf):
+                    await self._wakeup.wait()
+        finally:
+            self._running = False
+            self._heap.clear()
+            self._lanes.clear()
+
     def _deliver(
         self,
         transport: str,
         sender: MemoryTransport,
-        destination: tuple[str, int],
+        destination: Address,
         message: Request | Response,
     ) -> None:
         data = bytes(message)
-        receiver = None if destination in self.unreachable else self._listening.get(destination)
-        lost = transport == "UDP" and (
-            (self.loss > 0 and self._random.random() < self.loss)
-            or (
+        now = trio.current_time()
+        impairments = self.impairments_for(sender.address, destination)
+        self.stats.sent += 1
+        if transport == "TCP":
+            if self._receiver(destination) is None:
+                self.log.append(Packet(now, transport, sender.address, destination, data, False))
+                raise TransportError(f"connection refused by {destination[0]}:{destination[1]}")
+            copies, held = 1, False
+        else:
+            # Draw only for the impairments in use: a loss-only network keeps the exact
+            # sequence of earlier versions, so seeds in existing tests mean the same thing.
+            if (impairments.loss > 0 and self._random.random() < impairments.loss) or (
                 self.drop is not None
-                and self.drop(
-                    Packet(trio.current_time(), transport, sender.address, destination, data, False)
-                )
+                and self.drop(Packet(now, transport, sender.address, destination, data, False))
+            ):
+                self.stats.lost += 1
+                self.log.append(Packet(now, transport, sender.address, destination, data, False))
+                return
+            copies = 1
+            if impairments.duplicate > 0 and self._random.random() < impairments.duplicate:
+                copies = 2
+                self.stats.duplicated += 1
+            held = impairments.reorder > 0 and self._random.random() < impairments.reorder
+            if held:
+                self.stats.reordered += 1
+        latency = impairments.delay
+        if impairments.jitter > 0:
+            latency += self._random.uniform(0.0, impairments.jitter)
+        lane_key = None if held else (transport, sender.address, destination)
+        lane = None if lane_key is None else self._lanes.get(lane_key)
+        due = now + latency + (impairments.reorder_hold if held else 0.0)
+        if lane is not None:
+            due = max(due, lane.tail)
+        log_index = len(self.log)
+        if due <= now and lane is None and not held:
+            self.log.append(Packet(now, transport, sender.address, destination, data, False))
+            for _ in range(copies):
+                self._arrive(_InFlight(transport, sender, destination, data, log_index, None), now)
+            return
+        if not self._running:
+            raise TrioVoipError(
+                "a delayed message needs the network's scheduler: nursery.start(network.run)"
             )
-        )
-        delivered = receiver is not None and not lost and receiver._accept(transport, sender, data)
-        self.log.append(
-            Packet(trio.current_time(), transport, sender.address, destination, data, delivered)
-        )
-        if receiver is None and transport == "TCP":
-            raise TransportError(f"connection refused by {destination[0]}:{destination[1]}")
+        self.log.append(Packet(now, transport, sender.address, destination, data, False))
+        if lane_key is not None:
+            if lane is None:
+                lane = self._lanes[lane_key] = _Lane(due)
+            lane.tail = due
+            lane.pending += copies
+        for _ in range(copies):
+            item = _InFlight(transport, sender, destination, data, log_index, lane_key)
+            entry = (due, next(self._seq), item)
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:
+                self._wakeup.set()
+
+    def _receiver(self, destination: Address) -> MemoryTransport | None:
+        return None if destination in self.unreachable else self._listening.get(destination)
+
+    def _arrive(self, item: _InFlight, now: float) -> None:
+        if item.lane is not None:
+            lane = self._lanes[item.lane]
+            lane.pending -= 1
+            if lane.pending == 0:
+                del self._lanes[item.lane]
+        receiver = self._receiver(item.destination)
+        if receiver is None or not receiver._accept(item.transport, item.sender, item.data):
+            return
+        self.stats.delivered += 1
+        packet = self.log[item.log_index]
+        if not packet.delivered:
+            self.log[item.log_index] = attrs.evolve(packet, delivered=True, arrived=now)
 
 
 class MemoryTransport:
