@@ -8,7 +8,18 @@ sides count every call successful and none failed (a B2BUA that swallowed a BYE 
 fine to the caller alone), and at least 95% of the rate was achieved. The ratio b2bua/direct
 is the headline (both measured in this run, on this machine, over 127.0.0.1 only).
 
+``--media relay`` runs the B2BUA with ``--media relay`` (each call takes two relay endpoints,
+answered and offered with our SDP, bridged on the caller's ACK; ``--hold-ms`` lets the ACK land
+before the caller's BYE so the calls really get bridged): the ladder is the signalling rate
+held in that mode, no RTP. Then one bounded media step carries real RTP: ``--media-calls``
+calls of SIPp's ``uac_pcap`` (7 s of G.711 A-law, 236 packets, then RFC 4733 digit 1, 10
+packets) at ``--media-rate`` calls/s, to a SIPp callee answering PCMA that echoes every packet
+(``-rtp_echo``), so the relay forwards each packet twice. The B2BUA, both SIPps and the RTP
+share this machine's cores: keep that step small.
+
     python bench/bench_b2bua.py [--rates 50,100,...] [--direct-rates 500,1000,...] [--secs 4]
+                                [--media relay [--hold-ms 200] [--media-calls 20]
+                                 [--media-rate 2]]
 """
 
 from __future__ import annotations
@@ -17,14 +28,67 @@ import argparse
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import attrs
 import trio
 
-from trio_voip.testing.sipp import SippResult, run_sipp, sipp_binary
+from trio_voip.testing.sipp import SippResult, run_sipp, sipp_binary, sipp_pcaps
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The callee of the media step: answers PCMA and telephone-event (what uac_pcap offers and
+# plays; SIPp's built-in uas answers PCMU, which the non-transcoding relay refuses with 488).
+UAS_PCMA = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="PCMA callee">
+  <recv request="INVITE"/>
+  <send retrans="500">
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+
+    ]]>
+  </send>
+  <recv request="ACK" rtd="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <timewait milliseconds="500"/>
+</scenario>
+"""
 
 
 def free_port() -> int:
@@ -33,15 +97,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def media_port() -> int:
+    """An even port P with P..P+3 free on 127.0.0.1 (SIPp's -rtp_echo binds P and P+2)."""
+    while True:
+        base = free_port() & ~1
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + 4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100.0
 
 
-async def start_b2bua(port: int, target_port: int) -> subprocess.Popen[str]:
+async def start_b2bua(port: int, target_port: int, media: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "examples" / "b2bua.py"), "--bind", f"127.0.0.1:{port}",
-         "--target", f"sip:127.0.0.1:{target_port}", "--quiet"],
+         "--target", f"sip:127.0.0.1:{target_port}", "--quiet", "--media", media],
         stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
@@ -64,18 +146,36 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return out or ""
 
 
-async def step(rate: int, secs: float, with_b2bua: bool) -> tuple[bool, str]:
-    calls = max(200, int(rate * secs))
-    limit = int(secs * 4 + 20)
+@attrs.frozen
+class Mode:
+    """What one step runs: the B2BUA's ``--media`` (None: SIPp calls SIPp directly), the
+    SIPp scenarios, their extra arguments and files, and how long each call lasts."""
+
+    media: str | None = None
+    uac: str = "uac"
+    uas: str = "uas"
+    uac_extra: tuple[str, ...] = ()
+    uas_extra: tuple[str, ...] = ()
+    files: dict[str, Path] = attrs.field(factory=dict)
+    call_secs: float = 0.0
+
+
+async def step(rate: float, secs: float, mode: Mode,
+               calls: int | None = None) -> tuple[bool, str]:
+    """``calls`` default: RATE*SECS (at least 200)."""
+    calls = calls if calls is not None else max(200, int(rate * secs))
+    limit = int(calls / rate * 4 + mode.call_secs + 20)
     uas_port = free_port()
+    with_b2bua = mode.media is not None
     uas: list[SippResult] = []
     b2bua = None
     cpu = float("nan")
     summary = ""
 
     async def run_uas(task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
-        uas.append(await run_sipp("uas", target=None, local_port=uas_port, calls=calls,
-                                  timeout=limit + 10, task_status=task_status))
+        uas.append(await run_sipp(mode.uas, target=None, local_port=uas_port, calls=calls,
+                                  timeout=limit + 10, extra=mode.uas_extra,
+                                  task_status=task_status))
 
     try:
         # The callee SIPp exits once `calls` calls are through (or at its time limit), so
@@ -85,15 +185,15 @@ async def step(rate: int, secs: float, with_b2bua: bool) -> tuple[bool, str]:
             await trio.sleep(0.5)
             try:
                 target = uas_port
-                if with_b2bua:
+                if mode.media is not None:
                     b2bua_port = free_port()
-                    b2bua = await start_b2bua(b2bua_port, uas_port)
+                    b2bua = await start_b2bua(b2bua_port, uas_port, mode.media)
                     target = b2bua_port
                     cpu0 = cpu_seconds(b2bua.pid)
                 t0 = time.monotonic()
-                uac = await run_sipp("uac", target=f"127.0.0.1:{target}",
+                uac = await run_sipp(mode.uac, target=f"127.0.0.1:{target}",
                                      local_port=free_port(), calls=calls, rate=rate,
-                                     timeout=limit)
+                                     timeout=limit, extra=mode.uac_extra, files=mode.files)
                 if b2bua is not None:
                     cpu = (cpu_seconds(b2bua.pid) - cpu0) / (time.monotonic() - t0) * 100
             except BaseException:
@@ -104,23 +204,28 @@ async def step(rate: int, secs: float, with_b2bua: bool) -> tuple[bool, str]:
             out = stop(b2bua)
             summary = next((s for s in out.splitlines() if s.startswith("b2bua:")), "")
     callee = uas[0]
+    # SIPp's rate is successful calls over its whole run, which long calls stretch: take
+    # their length off (the media step) before comparing with the rate asked for.
+    busy = uac.elapsed - mode.call_secs
+    achieved = uac.successful / busy if busy > 0 else 0.0
     ok = (uac.returncode == 0 and uac.failed == 0 and uac.successful == calls
           and callee.failed == 0 and callee.successful == calls
-          and uac.calls_per_second >= 0.95 * rate)
-    line = (f"rate={rate:5d} calls={calls:6d} uac_ok={uac.successful:6d} uac_fail={uac.failed:4d} "
+          and achieved >= 0.95 * rate)
+    line = (f"rate={rate:5g} calls={calls:6d} uac_ok={uac.successful:6d} uac_fail={uac.failed:4d} "
             f"uas_ok={callee.successful:6d} uas_fail={callee.failed:4d} "
-            f"retrans={uac.retransmissions:5d} achieved_cps={uac.calls_per_second:7.1f}")
+            f"retrans={uac.retransmissions:5d} achieved_cps={achieved:7.1f}")
     if with_b2bua:
         line += f" b2bua_cpu%={cpu:5.1f}"
-        if not ok and summary:
+        # Relay mode: the counters show how many pairs were really bridged.
+        if summary and (not ok or mode.media == "relay"):
             line += f"\n    {summary}"
     return ok, line
 
 
-async def ladder(name: str, rates: list[int], secs: float, with_b2bua: bool) -> int:
+async def ladder(name: str, rates: list[int], secs: float, mode: Mode) -> int:
     best = 0
     for rate in rates:
-        ok, line = await step(rate, secs, with_b2bua)
+        ok, line = await step(rate, secs, mode)
         print(f"{name:7s} {line} {'OK' if ok else 'FAILED'}", flush=True)
         if not ok:
             break
@@ -133,22 +238,49 @@ def main() -> int:
     parser.add_argument("--rates", default="50,100,200,300,350,400,500,600,800")
     parser.add_argument("--direct-rates", default="1000,2000,4000,8000,12000,16000,20000,24000,32000")
     parser.add_argument("--secs", type=float, default=4.0)
+    parser.add_argument("--media", choices=["passthrough", "relay"], default="passthrough")
+    parser.add_argument("--hold-ms", type=int, default=None,
+                        help="caller's hold time (SIPp -d); default 0, 200 with --media relay")
+    parser.add_argument("--media-calls", type=int, default=20,
+                        help="calls of the RTP step (relay mode; 0 skips it)")
+    parser.add_argument("--media-rate", type=float, default=2.0)
     args = parser.parse_args()
     if sipp_binary() is None:
         print("sipp not found (apt-get install sip-tester)", file=sys.stderr)
         return 2
     rates = [int(r) for r in args.rates.split(",")]
     direct_rates = [int(r) for r in args.direct_rates.split(",")]
-    best_b2bua = trio.run(ladder, "b2bua", rates, args.secs, True)
-    best_direct = trio.run(ladder, "direct", direct_rates, args.secs, False)
+    hold = args.hold_ms if args.hold_ms is not None else (200 if args.media == "relay" else 0)
+    hold_args = ("-d", str(hold))
+    name = "b2bua" if args.media == "passthrough" else "relay"
+    best_b2bua = trio.run(ladder, name, rates, args.secs,
+                          Mode(args.media, uac_extra=hold_args, call_secs=hold / 1000))
+    if args.media == "relay" and args.media_calls > 0:
+        with tempfile.TemporaryDirectory(prefix="bench-b2bua-") as tmp:
+            uas_scen = Path(tmp) / "uas_pcma.xml"
+            uas_scen.write_text(UAS_PCMA)
+            mode = Mode(
+                "relay", uac="uac_pcap", uas=str(uas_scen),
+                uac_extra=("-mi", "127.0.0.1", "-mp", str(media_port())),
+                uas_extra=("-mi", "127.0.0.1", "-mp", str(media_port()), "-rtp_echo"),
+                files=sipp_pcaps(),
+                call_secs=9.0,  # uac_pcap: 8 s of audio, 1 s of digit, then BYE
+            )
+            ok, line = trio.run(step, args.media_rate, args.secs, mode, args.media_calls)
+        print(f"rtp     {line} {'OK' if ok else 'FAILED'}\n"
+              "        (per call the caller plays 246 RTP packets, which the callee echoes;"
+              " both ways pass the relay)", flush=True)
+    best_direct = trio.run(ladder, "direct", direct_rates, args.secs,
+                           Mode(uac_extra=hold_args, call_secs=hold / 1000))
     ratio = best_b2bua / best_direct if best_direct else float("nan")
     notes = []
     if best_b2bua == rates[-1]:
         notes.append("b2bua reached the top of its ladder: raise --rates")
     if best_direct == direct_rates[-1]:
         notes.append("direct reached the top of its ladder: raise --direct-rates")
-    print(f"highest rate held: through trio-voip b2bua {best_b2bua} cps, SIPp direct "
-          f"{best_direct} cps, ratio {ratio:.3f}" + (f" ({'; '.join(notes)})" if notes else ""))
+    print(f"highest rate held: through trio-voip b2bua --media {args.media} {best_b2bua} cps, "
+          f"SIPp direct {best_direct} cps, ratio {ratio:.3f}"
+          + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 
