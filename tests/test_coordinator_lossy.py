@@ -1,0 +1,188 @@
+"""Whole calls between two SessionCoordinators over a lossy, duplicating, reordering network.
+
+Everything runs in virtual time (MockClock, autojump), so fifty thirty-second calls with their
+retransmissions and timers take well under a second of real time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trio_voip import (
+    CallDecision,
+    CallHandler,
+    CallSession,
+    CallState,
+    EndKind,
+    SessionCoordinator,
+    SessionManagerBuilder,
+)
+from trio_voip.session.state import EndReason
+from trio_voip.testing.network import Impairments, MemoryNetwork
+
+A = ("127.0.0.1", 5060)
+B = ("127.0.0.1", 5070)
+BOB = "sip:bob@127.0.0.1:5070"
+# Every transaction timer (64*T1, Timer K/I/D) and 2xx retransmission runs out in this time.
+SETTLE = 40.0
+# Enough for a request that needs every retransmission (Timer B/F: 64*T1).
+PATIENCE = 40.0
+
+BAD = Impairments(loss=0.10, duplicate=0.05, reorder=0.05, delay=0.02, jitter=0.06)
+
+
+class Answering(CallHandler):
+    """Answers every call after ``delay`` and keeps the sessions by Call-ID."""
+
+    def __init__(self, delay: float = 0.5) -> None:
+        self.delay = delay
+        self.calls: dict[str, CallSession] = {}
+        self.established: list[str] = []
+        self.ended: list[str] = []
+
+    async def on_incoming_call(self, call: CallSession) -> CallDecision:
+        self.calls[call.call_id] = call
+        await trio.sleep(self.delay)
+        return CallDecision.accept()
+
+    async def on_call_established(self, call: CallSession) -> None:
+        self.established.append(call.call_id)
+
+    async def on_call_ended(self, call: CallSession, reason: EndReason) -> None:
+        self.ended.append(call.call_id)
+
+
+def builder(network: MemoryNetwork, address: tuple[str, int]) -> SessionManagerBuilder:
+    b = SessionManagerBuilder().listen(*address).transport_factory(network.transport)
+    return b.rtp_ports(address[1] * 4, address[1] * 4 + 199)
+
+
+def counts(coordinator: SessionCoordinator) -> tuple[int, int, int, int]:
+    s = coordinator.stats()
+    return (s.calls, s.dialogs, s.transactions, s.rtp_ports)
+
+
+@attrs.frozen
+class Outcome:
+    caller_hung_up: bool
+    caller: EndReason
+    callee: EndReason
+    talked: float  # seconds the caller's side was established
+
+
+async def one_call(
+    a: SessionCoordinator, handler: Answering, n: int, talk: float
+) -> Outcome:
+    call = await a.make_call(BOB, from_user=f"u{n}")
+    assert await call.wait_state(CallState.ACTIVE, timeout=PATIENCE) is CallState.ACTIVE
+    incoming = handler.calls[call.call_id]
+    assert await incoming.wait_state(CallState.ACTIVE, timeout=PATIENCE) is CallState.ACTIVE
+    await trio.sleep(talk)
+    caller_hangs_up = n % 2 == 0
+    await (call if caller_hangs_up else incoming).hangup()
+    with trio.fail_after(PATIENCE):
+        caller_reason, callee_reason = await call.wait_ended(), await incoming.wait_ended()
+    return Outcome(caller_hangs_up, caller_reason, callee_reason, call.duration)
+
+
+@attrs.frozen
+class Run:
+    outcomes: list[Outcome]
+    handler: Answering
+    caller_counts: tuple[int, int, int, int]
+    callee_counts: tuple[int, int, int, int]
+    network: MemoryNetwork
+
+
+async def run_calls(
+    network: MemoryNetwork, calls: int, *, talk: float = 30.0, spacing: float = 0.1
+) -> Run:
+    """``calls`` calls from A to B, started ``spacing`` apart, then SETTLE seconds of quiet."""
+    handler = Answering()
+    outcomes: list[Outcome] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(network.run)
+        async with builder(network, A).build() as a, builder(network, B).handler(
+            handler
+        ).build() as b:
+
+            async def record(n: int) -> None:
+                outcomes.append(await one_call(a, handler, n, talk))
+
+            async with trio.open_nursery() as callers:
+                for n in range(calls):
+                    callers.start_soon(record, n)
+                    await trio.sleep(spacing)
+            await trio.sleep(SETTLE)
+            run = Run(outcomes, handler, counts(a), counts(b), network)
+        nursery.cancel_scope.cancel()
+    return run
+
+
+def check_run(run: Run, calls: int) -> None:
+    assert len(run.outcomes) == calls
+    for outcome in run.outcomes:
+        hanger, other = (
+            (outcome.caller, outcome.callee)
+            if outcome.caller_hung_up
+            else (outcome.callee, outcome.caller)
+        )
+        assert hanger.kind is EndKind.LOCAL_HANGUP, outcome
+        assert other.kind is EndKind.REMOTE_HANGUP, outcome
+    assert sorted(run.handler.established) == sorted(run.handler.ended)
+    assert len(run.handler.established) == calls
+    assert run.caller_counts == (0, 0, 0, 0)
+    assert run.callee_counts == (0, 0, 0, 0)
+    assert run.network.in_flight == 0
+
+
+async def test_fifty_calls_over_a_bad_network(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(seed=2024, **attrs.asdict(BAD))
+    started = time.perf_counter()
+    run = await run_calls(network, 50)
+    elapsed = time.perf_counter() - started
+    check_run(run, 50)
+    assert all(o.talked >= 30.0 for o in run.outcomes)
+    stats = network.stats
+    # the network really was bad, and the SIP layers rode it out
+    assert stats.lost > 15 and stats.duplicated > 5 and stats.reordered > 5
+    assert elapsed < 5.0, f"{elapsed:.2f} s of real time"
+
+
+async def test_every_request_kind_crosses_a_link_that_loses_half(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # only B -> A is bad: 200s, BYEs from the callee and the responses to them get lost
+    network = MemoryNetwork(delay=0.01, seed=5)
+    network.links[(B, A)] = Impairments(loss=0.5, duplicate=0.2, reorder=0.2, delay=0.03)
+    run = await run_calls(network, 10, talk=5.0)
+    check_run(run, 10)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    impairments=st.builds(
+        Impairments,
+        loss=st.floats(0, 0.15),
+        duplicate=st.floats(0, 0.2),
+        reorder=st.floats(0, 0.2),
+        delay=st.floats(0, 0.1),
+        jitter=st.floats(0, 0.1),
+        reorder_hold=st.floats(0, 0.2),
+    ),
+)
+def test_any_bad_network_leaves_nothing_behind(seed: int, impairments: Impairments) -> None:
+    async def main() -> Run:
+        network = MemoryNetwork(seed=seed, **attrs.asdict(impairments))
+        return await run_calls(network, 6, talk=2.0, spacing=0.05)
+
+    run = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    check_run(run, 6)
