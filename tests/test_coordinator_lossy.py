@@ -186,3 +186,38 @@ def test_any_bad_network_leaves_nothing_behind(seed: int, impairments: Impairmen
 
     run = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     check_run(run, 6)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "coordinator bug: hanging up while our 2xx to the peer's re-INVITE awaits its ACK "
+        "ends the call locally without any BYE (DialogLayer.new_request refuses BYE with "
+        "'wait for the ACK of our 2xx', SessionCoordinator._bye catches the DialogError and "
+        "calls _end); the dialog and its 2xx retransmissions go, so the peer's call stays "
+        "ACTIVE for good. _hangup waits for legs.acked only for the initial INVITE."
+    ),
+)
+async def test_hangup_while_our_2xx_to_a_reinvite_is_unacked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    handler = Answering(delay=0.0)
+    async with builder(network, A).build() as a, builder(network, B).handler(handler).build() as b:
+        call = await a.make_call(BOB)
+        assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+        incoming = handler.calls[call.call_id]
+        assert await incoming.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+        # the callee puts the call on hold; its ACK for our 200 is lost once
+        network.drop = lambda packet: packet.source == B and packet.first_line.startswith("ACK")
+        await incoming.hold()
+        network.drop = None
+        await call.hangup()  # before our 200 is retransmitted (T1 = 0.5 s)
+        assert call.end_reason is not None and call.end_reason.kind is EndKind.LOCAL_HANGUP
+        with trio.move_on_after(PATIENCE):
+            await incoming.wait_ended()
+        assert network.sent("BYE"), "no BYE was ever sent"
+        assert incoming.end_reason is not None
+        assert incoming.end_reason.kind is EndKind.REMOTE_HANGUP
+        await trio.sleep(SETTLE)
+        assert counts(a) == counts(b) == (0, 0, 0, 0)
