@@ -28,6 +28,8 @@ from trio_voip.errors import (
     UnknownSession,
 )
 from trio_voip.events import EventBus
+from trio_voip.rtp.playback import FrameListSource, FrameSource, ToneSource, WavSource
+from trio_voip.rtp.ticker import Playback, PlaybackEnd
 from trio_voip.session import (
     CallDecision,
     CallDirection,
@@ -68,6 +70,12 @@ __all__ = [
     "RecordingError",
     "TrioVoipError",
     "EventBus",
+    "FrameListSource",
+    "FrameSource",
+    "ToneSource",
+    "WavSource",
+    "Playback",
+    "PlaybackEnd",
     "CallDecision",
     "CallDirection",
     "CallEnded",

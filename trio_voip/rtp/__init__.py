@@ -20,6 +20,7 @@ from trio_voip.rtp.g711 import (
     ulaw_decode,
     ulaw_encode,
 )
+from trio_voip.rtp.mixer import MixParticipant, Mixer, RtpPacketizer
 from trio_voip.rtp.packet import (
     AppPacket,
     Goodbye,
@@ -41,9 +42,17 @@ from trio_voip.rtp.packet import (
     rtp_payload_bounds,
     serialize_rtcp_compound,
 )
+from trio_voip.rtp.playback import (
+    FrameListSource,
+    FrameSource,
+    ToneSource,
+    WavSource,
+    convert_frame,
+)
 from trio_voip.rtp.ports import PortAllocator
 from trio_voip.rtp.relay import EndpointStats, MediaEndpoint, RtpRelay, SourceLatch
 from trio_voip.rtp.stats import ReceiverStats
+from trio_voip.rtp.ticker import MediaTicker, Playback, PlaybackEnd, StreamFormat, TickSchedule
 from trio_voip.rtp.tones import busy_frames, dual_tone_frames, ringback_frames, tone_frames
 from trio_voip.rtp.wav import frames_to_wav, read_wav, wav_to_frames, write_wav
 
@@ -94,4 +103,17 @@ __all__ = [
     "MediaEndpoint",
     "RtpRelay",
     "SourceLatch",
+    "MixParticipant",
+    "Mixer",
+    "RtpPacketizer",
+    "FrameListSource",
+    "FrameSource",
+    "ToneSource",
+    "WavSource",
+    "convert_frame",
+    "MediaTicker",
+    "Playback",
+    "PlaybackEnd",
+    "StreamFormat",
+    "TickSchedule",
 ]

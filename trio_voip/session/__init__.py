@@ -40,6 +40,7 @@ from trio_voip.session.events import (
     TransferProgress,
 )
 from trio_voip.session.handler import CallDecision, CallHandler, DecisionKind
+from trio_voip.session.media import CallMedia
 from trio_voip.session.recording import Recording
 from trio_voip.session.state import TRANSITIONS, CallDirection, CallState, EndKind, EndReason
 
@@ -60,6 +61,7 @@ __all__ = [
     "CallHandler",
     "DecisionKind",
     "Recording",
+    "CallMedia",
     "TRANSITIONS",
     "CallDirection",
     "CallState",

@@ -10,8 +10,11 @@ operation that raises has changed and published nothing.
 **Media.** Given ``media`` (session id -> the call's relay endpoint, None when the call has
 none), the manager follows :meth:`~trio_voip.bridge.BridgeTable.media_plan` after each
 operation: the two participants of a two-party bridge are connected on the relay, a session
-leaving a bridge is disconnected. Three or more (``MIX``) are not mixed yet: their legs are
-left disconnected.
+leaving a bridge is disconnected. Three or more (``MIX``) are disconnected from each other
+and handed to ``mix(bridge_id, session_ids)`` (the coordinator's
+:class:`~trio_voip.session.media.CallMedia`), which mixes them; every other bridge touched is
+reported to ``mix`` with no sessions, so a mix ends when its bridge drops to two (and is
+relayed directly again) or goes away.
 
 Bridge event subscribers get their own channel; one that falls ``buffer`` events behind loses
 the newest ones (counted in :attr:`BridgeManager.dropped`), and bridge operations never wait.
@@ -48,9 +51,11 @@ class BridgeManager:
         clock: Callable[[], float] = trio.current_time,
         table: BridgeTable | None = None,
         media: Callable[[SessionId], MediaEndpoint | None] | None = None,
+        mix: Callable[[BridgeId, tuple[SessionId, ...]], None] | None = None,
     ) -> None:
         self._is_active = is_active
         self._media = media
+        self._mix = mix
         self._clock = clock
         self.table = table if table is not None else BridgeTable()
         self._bus: EventBus[BridgeEvent] = EventBus()
@@ -129,8 +134,13 @@ class BridgeManager:
                 if endpoint is not None:
                     endpoint.relay.disconnect(endpoint)
         live = {info.bridge_id for info in self.table.list_bridges()}
+        for bridge_id in touched.keys() - live:
+            if self._mix is not None:
+                self._mix(bridge_id, ())
         for bridge_id in touched.keys() & live:
             plan = self.table.media_plan(bridge_id)
+            if self._mix is not None:
+                self._mix(bridge_id, plan.mixed if plan.mode is BridgeMode.MIX else ())
             if plan.relay is not None:
                 first, second = media(plan.relay[0]), media(plan.relay[1])
                 if first is not None and second is not None:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -71,6 +72,7 @@ class CoordinatorConfig:
     shutdown_timeout: float = 2.0
     event_buffer: int = 1000
     media_relay: bool = False
+    music_on_hold: str | None = None
     user_agent: str = "trio-voip"
     transport_factory: TransportFactory | None = attrs.field(default=None, eq=False)
 
@@ -79,6 +81,8 @@ class CoordinatorConfig:
             raise TrioVoipError(f"bad RTP port range {self.rtp_start}-{self.rtp_end}")
         if self.max_calls < 1:
             raise TrioVoipError("max_calls must be at least 1")
+        if self.music_on_hold is not None and not self.media_relay:
+            raise TrioVoipError("music on hold needs relayed media (builder.media_relay())")
         if self.auth_invite and not self.users:
             raise TrioVoipError("INVITE authentication needs users (builder.user(name, password))")
 
@@ -132,6 +136,12 @@ class SessionManagerBuilder:
         """Terminate media of calls answered or placed with our own SDP on an RTP relay
         endpoint (bound on the listen host), so two-party bridges relay their packets."""
         self._fields["media_relay"] = enabled
+        return self
+
+    def music_on_hold(self, wav_path: str | os.PathLike[str]) -> SessionManagerBuilder:
+        """Play this WAV file (8 kHz mono 16-bit), looped, to a call we put on hold until we
+        resume it. Needs :meth:`media_relay`; see :mod:`trio_voip.session.media`."""
+        self._fields["music_on_hold"] = os.fspath(wav_path)
         return self
 
     def codecs(self, *codecs: Codec) -> SessionManagerBuilder:

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from trio_voip.errors import CallStateError
+from trio_voip.errors import CallError, CallStateError
 from trio_voip.events import EventBus
 from trio_voip.offer_answer import NegotiatedMedia
+from trio_voip.rtp.playback import FrameSource, ToneSource, WavSource
+from trio_voip.rtp.ticker import Playback, PlaybackEnd
 from trio_voip.sdp import SessionDescription
 from trio_voip.session.events import CallStateChanged, SessionEvent
 from trio_voip.session.state import TRANSITIONS, CallDirection, CallState, EndReason
@@ -28,6 +30,7 @@ from trio_voip.sip.uri import Uri
 
 if TYPE_CHECKING:
     from trio_voip.session.coordinator import SessionCoordinator
+    from trio_voip.session.media import CallMedia
     from trio_voip.session.recording import Recording
 
 __all__ = ["CallSession"]
@@ -164,6 +167,48 @@ class CallSession:
         Needs relayed media (``builder.media_relay()``); see
         :mod:`trio_voip.session.recording`."""
         return await self._coordinator._record_call(self, path)
+
+    # -- generated audio (relayed media only; see trio_voip.session.media) --
+
+    def _call_media(self) -> CallMedia:
+        media = self._coordinator.media
+        if media is None:
+            raise CallError("playback needs relayed media (builder.media_relay())")
+        if self.state is CallState.TERMINATED:
+            raise CallStateError(f"call {self.id} has ended")
+        return media
+
+    def start_playback(self, source: FrameSource, *, loop: bool = False) -> Playback:
+        """Start playing ``source`` to the remote party and return at once (``await
+        playback.wait()`` for its end). It replaces what the party hears from a bridge, and
+        any playback before. Raises CallError without relayed media, G.711 or a way to send."""
+        return self._call_media().start(self.id, source, loop=loop)
+
+    async def play(self, source: FrameSource, *, loop: bool = False) -> PlaybackEnd:
+        """Play ``source`` to the remote party and return why it ended: COMPLETED after a
+        one-shot's last frame, or STOPPED (:meth:`stop_playback`), REPLACED (another
+        playback) or CLOSED (the call ended). With ``loop`` it repeats until one of those."""
+        return await self.start_playback(source, loop=loop).wait()
+
+    def play_tone(self, name: str) -> Playback:
+        """Start the tone ``"ringback"`` or ``"busy"``, looped until :meth:`stop_playback`
+        (or another playback); returns at once."""
+        media = self._call_media()
+        return media.start(self.id, ToneSource.named(name, media.law(self.id)), loop=True)
+
+    async def play_wav(self, path: str | os.PathLike[str], *, loop: bool = False) -> PlaybackEnd:
+        """Play a WAV file (8 kHz mono 16-bit, read in a worker thread) as :meth:`play`.
+        A file that cannot be used raises MediaFormatError."""
+        law = self._call_media().law(self.id)
+        source = await trio.to_thread.run_sync(WavSource.read, path, law)
+        return await self.play(source, loop=loop)
+
+    def stop_playback(self) -> None:
+        """Stop what plays to the remote party (STOPPED); no-op when nothing does."""
+        media = self._coordinator.media
+        if media is None:
+            raise CallError("playback needs relayed media (builder.media_relay())")
+        media.stop(self.id)
 
     async def transfer(self, target: str | Uri, *, replaces: CallSession | None = None) -> None:
         """Transfer the peer to ``target`` with REFER (RFC 3515). Blind by default; with

@@ -57,6 +57,7 @@ from trio_voip.rtp.relay import MediaEndpoint, RtpRelay
 from trio_voip.sdp import Direction, SessionDescription, parse_sdp
 from trio_voip.session.bridges import BridgeManager
 from trio_voip.session.dtmf import DtmfService
+from trio_voip.session.media import CallMedia
 from trio_voip.session.recording import Recording, Sources
 from trio_voip.session.builder import CoordinatorConfig
 from trio_voip.session.call import CallSession
@@ -270,8 +271,21 @@ class SessionCoordinator:
             self.relay.ticker.stream if self.relay is not None else None,
         )
         self._recordings: set[Recording] = set()
+        # mixes, prompts, tones and music on hold from the relay's media ticker
+        self.media = (
+            CallMedia(
+                self.relay.ticker,
+                self._bridge_media,
+                self._negotiated_media,
+                music_on_hold=config.music_on_hold,
+            )
+            if self.relay is not None
+            else None
+        )
         self.bridge_manager = BridgeManager(
-            self._is_active, media=self._bridge_media if self.relay is not None else None
+            self._is_active,
+            media=self._bridge_media if self.relay is not None else None,
+            mix=self.media.follow_bridge if self.media is not None else None,
         )
         realm = config.realm or config.domain
         self.authenticator = (
@@ -315,6 +329,10 @@ class SessionCoordinator:
                 ],
             )
         return endpoint
+
+    def _negotiated_media(self, session_id: SessionId) -> NegotiatedMedia | None:
+        call = self._calls.get(session_id)
+        return None if call is None else call.media
 
     def _allocate_media(self, call: CallSession) -> int:
         """A local RTP port for our own SDP: a relay endpoint's when media is relayed."""
@@ -741,8 +759,10 @@ class SessionCoordinator:
         self.bridge_manager.session_ended(call.id)
         endpoint = self._endpoints.pop(call.id, None)
         self.dtmf.detach(call.id)
+        if self.media is not None:
+            self.media.forget(call.id)
         if endpoint is not None:
-            endpoint.close()  # gives its port back
+            endpoint.close()  # gives its port back (and ends its playback)
             self._refresh_recordings()
         elif call.rtp_port is not None:
             self.ports.release(call.rtp_port)
@@ -1729,6 +1749,8 @@ class SessionCoordinator:
                 call.remote_sdp = answer
                 call.media = self._negotiate(offer, answer, we_offered=True)
         self._update_hold(call)
+        if self.media is not None:
+            await self.media.local_hold(call.id, hold)
 
     async def _send_dtmf(
         self, call: CallSession, digits: str, duration: int, method: str | None
