@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) examples/uas.py --bind 127.0.0.1:5060
+	$(PY) -m trio_voip.softswitch serve
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -221,3 +221,12 @@ class ConfigError(TrioVoipError):
         if line is not None:
             where += f":{line}"
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+class SoftswitchError(TrioVoipError):
+    """A softswitch admin operation named a call or user that does not exist, or one the
+    softswitch cannot carry out (``status`` is the HTTP-like status to report: 404, 409)."""
+
+    def __init__(self, message: str, *, status: int = 404) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,347 @@
+"""The softswitch on real 127.0.0.1 sockets: phones (coordinators of their own) register with
+Digest auth and call each other by extension or through the demo queue."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import attrs
+import pytest
+import trio
+
+from trio_voip import (
+    CallDecision,
+    CallHandler,
+    CallSession,
+    CallState,
+    EndKind,
+    SessionCoordinator,
+    SessionManagerBuilder,
+)
+from trio_voip.errors import SoftswitchError
+from trio_voip.sip.digest import DigestClient
+from trio_voip.sip.message import Request
+from trio_voip.sip.registrar import RegistrationClient, RegistrationSucceeded
+from trio_voip.sip.uri import SipUri
+from trio_voip.softswitch import (
+    HttpConfig,
+    RtpConfig,
+    Running,
+    SipConfig,
+    SoftswitchConfig,
+    failure_status,
+    serve,
+)
+from trio_voip.session import EndReason
+
+PASSWORDS = {"1001": "demo1001", "1002": "demo1002", "1003": "demo1003"}
+
+
+def test_config(**changes: object) -> SoftswitchConfig:
+    config = SoftswitchConfig(
+        sip=SipConfig(port=0, transports=("udp",)),
+        rtp=RtpConfig(33000, 33099),
+        http=HttpConfig(port=0),
+    )
+    return attrs.evolve(config, **changes)
+
+
+test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+@contextlib.asynccontextmanager
+async def softswitch(config: SoftswitchConfig | None = None) -> AsyncIterator[Running]:
+    lines: list[str] = []
+    async with trio.open_nursery() as nursery:
+        running: Running = await nursery.start(
+            lambda task_status: serve(config or test_config(), echo=lines.append,
+                                      task_status=task_status)
+        )
+        assert any(line.startswith("SIP ") for line in lines)
+        yield running
+        nursery.cancel_scope.cancel()
+
+
+class Phone(CallHandler):
+    """A phone's call handler: ``decide`` answers each incoming call (default: accept)."""
+
+    def __init__(self, decide: Callable[[CallSession], CallDecision] | None = None) -> None:
+        self.decide = decide or (lambda call: CallDecision.accept())
+        self.incoming: list[CallSession] = []
+        self.arrived = trio.Event()
+
+    async def on_incoming_call(self, call: CallSession) -> CallDecision:
+        self.incoming.append(call)
+        self.arrived.set()
+        return self.decide(call)
+
+
+@contextlib.asynccontextmanager
+async def phone(
+    user: str, softswitch_port: int, handler: Phone | None = None, *, register: bool = True
+) -> AsyncIterator[SessionCoordinator]:
+    builder = (
+        SessionManagerBuilder()
+        .listen("127.0.0.1", 0, transports=("UDP",))
+        .rtp_ports(33100, 33199)
+        .credentials(user, PASSWORDS[user])
+        .handler(handler or Phone())
+    )
+    async with builder.build() as coordinator:
+        if register:
+            await register_phone(coordinator, user, softswitch_port)
+        yield coordinator
+
+
+async def register_phone(phone: SessionCoordinator, user: str, port: int) -> None:
+    """REGISTER ``user`` at the softswitch on ``port``, answering its Digest challenge."""
+    client = RegistrationClient(
+        aor=SipUri(user=user, host="127.0.0.1"),
+        contact=SipUri(user=user, host="127.0.0.1", port=phone.port()),
+        registrar_uri=SipUri(host="127.0.0.1"),
+        credentials=DigestClient(user, PASSWORDS[user]),
+        expires=300,
+    )
+    request = client.register()
+    with trio.fail_after(5):
+        while True:
+            handle = await phone.endpoint.request(request, "127.0.0.1", port)
+            outcome = client.on_response(await handle.final_response(), trio.current_time())
+            if isinstance(outcome, Request):
+                request = outcome
+                continue
+            assert isinstance(outcome, RegistrationSucceeded), outcome
+            return
+
+
+def sip_port(running: Running) -> int:
+    return running.softswitch.coordinator.port("UDP")
+
+
+async def dial(caller: SessionCoordinator, user: str, number: str, port: int) -> CallSession:
+    return await caller.make_call(f"sip:{number}@127.0.0.1:{port}", from_user=user)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+async def settled(running: Running) -> None:
+    """Every call and bridge of the softswitch is gone."""
+    coordinator = running.softswitch.coordinator
+    await until(lambda: not coordinator.calls and not coordinator.list_bridges())
+
+
+async def test_extension_call_is_bridged_and_both_sides_end_cleanly():
+    async with softswitch() as running:
+        port = sip_port(running)
+        bob = Phone()
+        async with phone("1002", port, bob) as callee, phone("1001", port) as caller:
+            assert running.softswitch.state()["users"][1]["online"]
+            bridges = running.softswitch.coordinator.subscribe_to_bridge_events()
+            call = await dial(caller, "1001", "1002", port)
+            assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            await bob.arrived.wait()
+            far = bob.incoming[0]
+            assert await far.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            # The callee sees the caller's user; the softswitch authenticated the INVITE.
+            assert far.remote_party.uri.user == "1001"
+            coordinator = running.softswitch.coordinator
+            await until(lambda: len(coordinator.list_bridges()) == 1)
+            (bridge,) = coordinator.list_bridges()
+            legs = {c.id: c for c in coordinator.calls}
+            assert set(bridge.participants) == set(legs)
+            assert {c.direction.value for c in legs.values()} == {"incoming", "outgoing"}
+            assert (await bridges.receive()).bridge_id == bridge.bridge_id
+            state = running.softswitch.state()
+            assert {c["user"] for c in state["calls"]} == {"1001", "1002"}
+            assert all(c["bridge"] == bridge.bridge_id for c in state["calls"])
+            assert {u["name"]: u["state"] for u in state["users"]} == {
+                "1001": "on-call", "1002": "on-call", "1003": "offline"}
+            await call.hangup()
+            assert (await far.wait_ended()).kind is EndKind.REMOTE_HANGUP
+            await settled(running)
+            assert caller.stats().calls == callee.stats().calls == 0
+
+
+async def test_callee_hanging_up_ends_the_caller_too():
+    async with softswitch() as running:
+        port = sip_port(running)
+        bob = Phone()
+        async with phone("1002", port, bob), phone("1001", port) as caller:
+            call = await dial(caller, "1001", "1002", port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            await bob.incoming[0].wait_state(CallState.ACTIVE, timeout=5)
+            await bob.incoming[0].hangup()
+            with trio.fail_after(5):
+                assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP
+            await settled(running)
+
+
+@pytest.mark.parametrize(("status", "expected"), [(486, 486), (603, 603), (503, 502)])
+async def test_a_callee_refusal_maps_back_to_the_caller(status, expected):
+    async with softswitch() as running:
+        port = sip_port(running)
+        refusing = Phone(lambda call: CallDecision.reject(status))
+        async with phone("1002", port, refusing), phone("1001", port) as caller:
+            call = await dial(caller, "1001", "1002", port)
+            with trio.fail_after(5):
+                reason = await call.wait_ended()
+            assert (reason.kind, reason.status) == (EndKind.REJECTED, expected)
+            await settled(running)
+
+
+@pytest.mark.parametrize(("number", "status"), [("1003", 480), ("7777", 404)])
+async def test_unregistered_and_unknown_numbers(number, status):
+    async with softswitch() as running:
+        port = sip_port(running)
+        async with phone("1001", port) as caller:
+            call = await dial(caller, "1001", number, port)
+            with trio.fail_after(5):
+                reason = await call.wait_ended()
+            assert reason.status == status
+            await settled(running)
+
+
+async def test_an_unauthenticated_caller_is_refused():
+    async with softswitch() as running:
+        port = sip_port(running)
+        async with phone("1002", port), phone("1001", port) as caller:
+            call = await caller.make_call(
+                f"sip:1002@127.0.0.1:{port}", from_user="1001", credentials=("1001", "wrong")
+            )
+            with trio.fail_after(5):
+                reason = await call.wait_ended()
+            assert reason.status in (401, 403)
+            await settled(running)
+
+
+async def test_no_answer_within_the_ring_timeout_is_480():
+    config = test_config()
+    config = attrs.evolve(config, calls=attrs.evolve(config.calls, ring_timeout=0.5))
+    async with softswitch(config) as running:
+        port = sip_port(running)
+        silent = Phone(lambda call: CallDecision.defer())  # rings and rings
+        async with phone("1002", port, silent), phone("1001", port) as caller:
+            call = await dial(caller, "1001", "1002", port)
+            assert await call.wait_state(CallState.RINGING, timeout=5) is CallState.RINGING
+            with trio.fail_after(5):
+                reason = await call.wait_ended()
+            assert reason.status == 480
+            # The callee's ringing leg was cancelled.
+            assert (await silent.incoming[0].wait_ended()).kind is EndKind.CANCELLED
+            await settled(running)
+
+
+async def test_a_caller_giving_up_cancels_the_callee():
+    async with softswitch() as running:
+        port = sip_port(running)
+        silent = Phone(lambda call: CallDecision.defer())
+        async with phone("1002", port, silent), phone("1001", port) as caller:
+            call = await dial(caller, "1001", "1002", port)
+            await call.wait_state(CallState.RINGING, timeout=5)
+            await call.hangup()  # CANCEL
+            with trio.fail_after(5):
+                assert (await silent.incoming[0].wait_ended()).kind is EndKind.CANCELLED
+            await settled(running)
+
+
+async def test_queue_fallback_rings_free_agents_and_bridges_the_first_to_answer():
+    async with softswitch() as running:
+        port = sip_port(running)
+        late = Phone(lambda call: CallDecision.defer())
+        async with phone("1003", port, late), phone("1002", port) as bob_phone:
+            async with phone("1001", port) as caller:
+                bob_phone.handler = bob = Phone(lambda call: CallDecision.defer())
+                call = await dial(caller, "1001", "6000", port)
+                await call.wait_state(CallState.RINGING, timeout=5)
+                with trio.fail_after(5):
+                    await bob.arrived.wait()
+                    await late.arrived.wait()
+                queue = running.softswitch.state()["queues"][0]
+                assert [w["from"].split("@")[0] for w in queue["waiting"]] == ["sip:1001"]
+                assert {a["name"]: a["state"] for a in queue["agents"]} == {
+                    "1001": "on-call", "1002": "ringing", "1003": "ringing"}
+                await bob.incoming[0].answer()
+                assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+                with trio.fail_after(5):
+                    assert (await late.incoming[0].wait_ended()).kind is EndKind.CANCELLED
+                coordinator = running.softswitch.coordinator
+                await until(lambda: len(coordinator.list_bridges()) == 1)
+                assert running.softswitch.state()["queues"][0]["waiting"] == []
+                await call.hangup()
+                await settled(running)
+
+
+async def test_a_queue_without_free_agents_is_480():
+    async with softswitch() as running:
+        port = sip_port(running)
+        async with phone("1001", port) as caller:
+            call = await dial(caller, "1001", "6000", port)
+            with trio.fail_after(5):
+                reason = await call.wait_ended()
+            assert reason.status == 480
+            await settled(running)
+
+
+async def test_admin_hangup_and_logout():
+    async with softswitch() as running:
+        port = sip_port(running)
+        bob = Phone()
+        switch = running.softswitch
+        async with phone("1002", port, bob), phone("1001", port) as caller:
+            call = await dial(caller, "1001", "1002", port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            incoming = next(c for c in switch.coordinator.calls if c.direction.value == "incoming")
+            await switch.hangup(incoming.id)
+            with trio.fail_after(5):
+                await call.wait_ended()
+                await bob.incoming[0].wait_ended()
+            await settled(running)
+            with pytest.raises(SoftswitchError):
+                await switch.hangup(incoming.id)
+            assert switch.logout("1002") == 1
+            assert switch.logout("1002") == 0
+            assert [u["online"] for u in switch.state()["users"]] == [True, False, False]
+            with pytest.raises(SoftswitchError):
+                switch.logout("nobody")
+            # Logged out: calls to 1002 find it unavailable.
+            again = await dial(caller, "1001", "1002", port)
+            assert (await again.wait_ended()).status == 480
+
+
+async def test_shutdown_ends_live_calls_with_bye_and_frees_the_ports():
+    bob = Phone()
+    async with trio.open_nursery() as outer:
+        running: Running = await outer.start(
+            lambda task_status: serve(test_config(), echo=lambda line: None,
+                                      task_status=task_status)
+        )
+        port = sip_port(running)
+        http_port = int(running.http_url.rsplit(":", 1)[1].strip("/"))
+        async with phone("1002", port, bob), phone("1001", port) as caller:
+            call = await dial(caller, "1001", "1002", port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            outer.cancel_scope.cancel()  # what SIGINT does
+            with trio.fail_after(5):
+                assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP
+                assert (await bob.incoming[0].wait_ended()).kind is EndKind.REMOTE_HANGUP
+    # Nothing left listening: the SIP and HTTP ports can be bound again.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", port))
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", http_port)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(None, 480), (302, 480), (401, 403), (407, 403), (404, 404), (486, 486), (500, 502),
+     (503, 502), (600, 600), (603, 603)],
+)
+def test_failure_status(status, expected):
+    assert failure_status(EndReason(EndKind.REJECTED, status)) == expected
+    assert failure_status(None) == 480

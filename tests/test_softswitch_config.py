@@ -1,0 +1,170 @@
+"""The softswitch's TOML configuration: defaults, overrides, and mistakes named by key and line."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trio_voip.errors import ConfigError
+from trio_voip.softswitch import (
+    DEMO_USERS,
+    QueueConfig,
+    SoftswitchConfig,
+    UserConfig,
+    load_config,
+    parse_config,
+)
+from trio_voip.softswitch.__main__ import main
+
+
+def error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "ss.toml")
+    return info.value
+
+
+def test_no_file_and_an_empty_file_are_the_demo():
+    for config in (load_config(None), parse_config("")):
+        assert config == SoftswitchConfig()
+        assert (config.sip.host, config.sip.port, config.sip.transports) == (
+            "127.0.0.1", 5060, ("udp", "tcp"))
+        assert (config.rtp.start, config.rtp.end, config.rtp.relay) == (20000, 20999, True)
+        assert (config.http.host, config.http.port) == ("127.0.0.1", 8080)
+        assert [u.name for u in config.users] == ["1001", "1002", "1003"]
+        assert config.demo_users
+        assert config.queues[0].number == "6000"
+        assert config.queues[0].members == ("1001", "1002", "1003")
+
+
+def test_a_file_overrides_what_it_names():
+    config = parse_config(
+        """
+        [sip]
+        port = 5070
+        transports = ["udp"]
+        domain = "pbx.test"
+
+        [calls]
+        ring_timeout = 12      # an integer is fine for a number
+
+        [[users]]
+        name = "alice"
+        password = "s3cret"
+
+        [[users]]
+        name = "bob"
+        password = "hunter2"
+        display_name = "Bob"
+
+        [[queues]]
+        number = "700"
+        strategy = "longest-idle"
+        members = ["bob"]
+        """
+    )
+    assert (config.sip.port, config.sip.transports, config.sip.domain) == (5070, ("udp",), "pbx.test")
+    assert config.sip.host == "127.0.0.1"  # not named: default
+    assert config.calls.ring_timeout == 12.0 and isinstance(config.calls.ring_timeout, float)
+    assert config.users == (UserConfig("alice", "s3cret"), UserConfig("bob", "hunter2", "Bob"))
+    assert not config.demo_users
+    assert config.queues == (QueueConfig("700", strategy="longest-idle", members=("bob",)),)
+    assert config.rtp == SoftswitchConfig().rtp
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "words"),
+    [
+        ("[sip]\nhost = '127.0.0.1'\nprot = 5060\n", 3, "sip.prot", "unknown key"),
+        ("[sip]\n\nport = \"5060\"\n", 3, "sip.port", "must be an integer, not a string"),
+        ("[sip]\nport = true\n", 2, "sip.port", "must be an integer, not a boolean"),
+        ("[sip]\nport = 70000\n", 2, "sip.port", "must be 0-65535, not 70000"),
+        ("sip.port = -1\n", 1, "sip.port", "must be 0-65535"),
+        ("[http]\nport = 99999\n", 2, "http.port", "0-65535"),
+        ("[rtp]\nstart = 30000\nend = 20000\n", 3, "rtp.end", "no even/odd port pair"),
+        ("[rtp]\nstart = 20001\nend = 20002\n", 3, "rtp.end", "no even/odd port pair"),
+        ("[sip]\ntransports = ['udp', 'sctp']\n", 2, "sip.transports", "'sctp' is not one of"),
+        ("[sip]\ntransports = ['udp', 5]\n", 2, "sip.transports[1]", "must be a string"),
+        ("[sip]\ntransports = []\n", 2, "sip.transports", "must not be empty"),
+        ("[calls]\nring_timeout = 0\n", 2, "calls.ring_timeout", "more than 0"),
+        ("[calls]\nmax_calls = 'many'\n", 2, "calls.max_calls", "must be an integer"),
+        ("[sip]\ndigest_algorithms = ['SHA-1']\n", 2, "sip.digest_algorithms", "not one of"),
+        ("sip = 5\n", 1, "sip", "must be a table, not an integer"),
+        ("users = 'x'\n", 1, "users", "must be an array"),
+        ("nope = 1\n", 1, "nope", "unknown key (known here: sip, rtp"),
+        ("[[users]]\nname = '1'\npassword = 'a'\n[[users]]\nname = '1'\npassword = 'b'\n",
+         5, "users[1].name", "taken twice"),
+        ("[[users]]\nname = 'a'\npassword = 'a'\n\n[[users]]\nname = 'b'\n", 5,
+         "users[1].password", "is required"),
+        ("[[users]]\nname = 'has space'\npassword = 'a'\n", 2, "users[0].name",
+         "not a plain SIP user name"),
+        ("[[users]]\nname = 'a'\npassword = 'a'\n[[queues]]\nnumber = '7'\nmembers = ['a', 'z']\n",
+         6, "queues[0].members", "'z' is not a user"),
+        ("[[users]]\nname = 'a'\npassword = 'a'\n[[queues]]\nnumber = 'a'\n", 5,
+         "queues[0].number", "a user's extension too"),
+        ("[[queues]]\nnumber = '7'\nstrategy = 'fastest'\n", 3, "queues[0].strategy",
+         "'fastest' is not one of ring-all"),
+        ("users = []\nqueues = []\n", 1, "users", "sip.auth_invite needs users"),
+    ],
+)
+def test_a_mistake_names_the_key_and_its_line(text, line, key, words):
+    exc = error(text)
+    assert (exc.key, exc.line, exc.source) == (key, line, "ss.toml")
+    assert words in exc.message
+    assert str(exc).startswith(f"ss.toml:{line}: {key}: ")
+    assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [("[sip]\nport = = 3\n", 2), ("[sip\n", 1), ("a = 1\na = 2\n", 2), ("x = 'open\n", 1)],
+)
+def test_a_syntax_error_has_tomllibs_line(text, line):
+    exc = error(text)
+    assert exc.line == line and exc.key is None
+    assert str(exc).startswith(f"ss.toml:{line}: not valid TOML: ")
+
+
+@given(st.integers(min_value=-(2**40), max_value=2**40))
+def test_any_port_number_is_taken_or_refused_by_range(port):
+    text = f"# the SIP side\n[sip]\nport = {port}\n"
+    if 0 <= port <= 65535:
+        assert parse_config(text).sip.port == port
+    else:
+        exc = error(text)
+        assert (exc.key, exc.line) == ("sip.port", 3)
+
+
+@given(st.integers(1, 65535), st.integers(1, 65535))
+def test_rtp_ranges_need_a_whole_pair(start, end):
+    text = f"[rtp]\nstart = {start}\nend = {end}\n"
+    first_even = start + (start & 1)
+    if first_even + 1 <= end:
+        config = parse_config(text)
+        assert (config.rtp.start, config.rtp.end) == (start, end)
+    else:
+        assert error(text).key == "rtp.end"
+
+
+def test_a_file_that_cannot_be_read(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "bad.toml")
+
+
+def test_the_command_line_reports_one_line_and_exit_code_2(tmp_path, capsys):
+    path = tmp_path / "ss.toml"
+    path.write_text("[sip]\nport = 70000\n")
+    for command in ("serve", "check"):
+        assert main([command, "--config", str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err == f"trio-voip: {path}:2: sip.port: must be 0-65535, not 70000\n"
+    path.write_text("[[users]]\nname = 'a'\npassword = 'b'\n")
+    assert main(["check", "--config", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: OK\n"
+
+
+def test_demo_users_have_their_published_passwords():
+    assert [(u.name, u.password) for u in DEMO_USERS] == [
+        ("1001", "demo1001"), ("1002", "demo1002"), ("1003", "demo1003")]

@@ -1,0 +1,507 @@
+"""The softswitch: a :class:`SessionCoordinator` with users, extension calling and queues.
+
+Every call comes in to the coordinator and goes out again as a new call (a back-to-back user
+agent), and the two are joined with ``bridge_sessions`` so their media flows through our RTP
+relay:
+
+* dialing a user's extension (``1002``) calls where that user registered from; the caller
+  hears 180 when the callee rings and is answered when the callee answers. A user who is
+  not registered: 480; an unknown number: 404; a callee's refusal maps back (486 stays 486,
+  5xx becomes 502; see :func:`failure_status`); no answer within ``calls.ring_timeout``: 480.
+* dialing a queue's number (``6000``): until the call engine's driver exists, the
+  pre-engine fallback rings every registered member that is not on a call, and bridges the
+  first to answer (the queue's ``strategy`` is not applied yet).
+* either side hanging up hangs up the other.
+
+The relay does not transcode: a callee that picks a codec the caller did not offer gets the
+caller refused with 488 (both are offered our codecs, PCMU first, so phones rarely differ).
+
+:meth:`Softswitch.state` is a JSON-ready snapshot for the supervisor page (users and their
+registrations, live calls, bridges, queues with waiting callers and agent states), and
+:meth:`Softswitch.wait_changed` says when it changed (any session or bridge event, or a
+registration coming, going or expiring).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from trio_voip.errors import BridgeError, CallError, SoftswitchError, TrioVoipError
+from trio_voip.offer_answer import codec_of
+from trio_voip.session import (
+    CallDecision,
+    CallDirection,
+    CallHandler,
+    CallSession,
+    CallState,
+    EndKind,
+    EndReason,
+    SessionCoordinator,
+    SessionManagerBuilder,
+)
+from trio_voip.session.builder import TransportFactory
+from trio_voip.softswitch.config import QueueConfig, SoftswitchConfig
+from trio_voip.sip.registrar import Binding
+from trio_voip.sip.uri import SipUri
+
+__all__ = ["STATE_VERSION", "Softswitch", "failure_status", "make_builder"]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped when the layout of :meth:`Softswitch.state` changes incompatibly.
+STATE_VERSION = 1
+
+# How often registrations are compared for the supervisor page: the registrar reports no
+# events, and bindings also expire silently.
+_REGISTRATION_POLL = 0.5
+
+
+def failure_status(reason: EndReason | None) -> int:
+    """The status to refuse a caller with when the leg to its callee ended unanswered for
+    ``reason``: 4xx and 6xx as they are, except 401/407 (the challenge was for us) -> 403;
+    3xx -> 480 (we do not follow redirects); 5xx -> 502 (the fault is downstream, and a
+    callee's 503 must not read as our overload); no response or no status -> 480."""
+    status = reason.status if reason is not None else None
+    if status is None or 300 <= status < 400:
+        return 480
+    if status in (401, 407):
+        return 403
+    if 500 <= status < 600:
+        return 502
+    return status if 400 <= status < 700 else 480
+
+
+def make_builder(
+    config: SoftswitchConfig, transport_factory: TransportFactory | None = None
+) -> SessionManagerBuilder:
+    """The coordinator of ``config``: its users registering with Digest auth (and calling in
+    with it when ``sip.auth_invite``), media relayed when ``rtp.relay``."""
+    sip = config.sip
+    builder = (
+        SessionManagerBuilder()
+        .listen(sip.host, sip.port, transports=sip.transports)
+        .rtp_ports(config.rtp.start, config.rtp.end)
+        .media_relay(config.rtp.relay)
+        .users({user.name: user.password for user in config.users})
+        .require_auth(invite=sip.auth_invite, register=True)
+        .digest_algorithms(*sip.digest_algorithms)
+        .limits(
+            max_calls=config.calls.max_calls,
+            # the caller's INVITE stays open while we ring for it: our timeout is the one
+            ring_timeout=config.calls.ring_timeout + 5,
+            shutdown_timeout=config.calls.shutdown_timeout,
+        )
+    )
+    if sip.domain is not None:
+        builder.domain(sip.domain)
+    if sip.advertise is not None:
+        builder.advertise(sip.advertise)
+    if transport_factory is not None:
+        builder.transport_factory(transport_factory)
+    return builder
+
+
+def _user_of(uri: object) -> str | None:
+    return uri.user if isinstance(uri, SipUri) else None
+
+
+def _codec_offered(caller: CallSession, callee: CallSession) -> bool:
+    """Whether the codec the callee chose is one the caller offered (we do not transcode)."""
+    media, offer = callee.media, caller.remote_sdp
+    if media is None or offer is None:
+        return False
+    for stream in offer.media:
+        if stream.media != "audio" or stream.port == 0:
+            continue
+        for fmt in stream.formats:
+            if not (fmt.isascii() and fmt.isdigit() and int(fmt) <= 127):
+                continue
+            try:
+                codec = codec_of(stream, int(fmt))
+            except TrioVoipError:  # a broken rtpmap costs that format only
+                continue
+            if codec is not None and codec.matches(media.codec):
+                return True
+    return False
+
+
+@attrs.define
+class _Waiting:
+    """A caller in a queue (pre-engine: while its agents ring)."""
+
+    call: CallSession
+    since: float
+
+
+class Softswitch(CallHandler):
+    """The softswitch of ``config``; ``await nursery.start(softswitch.run)`` starts it (SIP,
+    RTP, and nothing else: the supervisor page is :mod:`trio_voip.softswitch.web`) and
+    reports the running softswitch; cancelling it ends the live calls (BYE) first."""
+
+    def __init__(
+        self, config: SoftswitchConfig, *, transport_factory: TransportFactory | None = None
+    ) -> None:
+        self.config = config
+        self._builder = make_builder(config, transport_factory)
+        self._users = {user.name: user for user in config.users}
+        self._queues = {queue.number: queue for queue in config.queues}
+        self._coordinator: SessionCoordinator | None = None
+        self._nursery: trio.Nursery | None = None
+        # the user each leg we placed rings, by call id
+        self._callee_of: dict[str, str] = {}
+        # the queue each waiting caller is in, by call id
+        self._waiting: dict[str, tuple[str, _Waiting]] = {}
+        # callers answered, to be bridged with their callee's leg once their ACK is in
+        self._pending: dict[str, CallSession] = {}
+        self._version = 0
+        self._changed = trio.Event()
+
+    @property
+    def coordinator(self) -> SessionCoordinator:
+        if self._coordinator is None:
+            raise TrioVoipError("the softswitch is not running")
+        return self._coordinator
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Softswitch] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                async with self._builder.handler(self).build() as coordinator:
+                    self._coordinator = coordinator
+                    nursery.start_soon(self._follow, coordinator.subscribe_to_session_events())
+                    nursery.start_soon(self._follow, coordinator.subscribe_to_bridge_events())
+                    nursery.start_soon(self._poll_registrations)
+                    task_status.started(self)
+                    await trio.sleep_forever()
+            finally:
+                self._coordinator = None
+                nursery.cancel_scope.cancel()
+
+    # -- change notification --
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self, seen: int) -> int:
+        """Wait until the state changed since version ``seen`` (-1: return at once); returns
+        the version now."""
+        while self._version == seen:
+            await self._changed.wait()
+        return self._version
+
+    async def _follow(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+        async with events:
+            async for _ in events:
+                self._bump()
+
+    def _registrations_seen(self) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+        location = self.coordinator.registrar.location
+        now = trio.current_time()
+        return tuple(
+            (aor, tuple((str(b.uri), b.expires_at) for b in location.lookup(aor, now)))
+            for aor in sorted(location.aors())
+        )
+
+    async def _poll_registrations(self) -> None:
+        seen = self._registrations_seen()
+        while True:
+            await trio.sleep(_REGISTRATION_POLL)
+            now = self._registrations_seen()
+            if now != seen:
+                seen = now
+                self._bump()
+
+    # -- who is where --
+
+    def bindings(self, user: str) -> list[Binding]:
+        """The live registrations of ``user``, best first."""
+        location = self.coordinator.registrar.location
+        now = trio.current_time()
+        found = []
+        for aor in location.aors():
+            if aor.partition(":")[2].rpartition("@")[0] == user:
+                found.extend(location.lookup(aor, now))
+        return found
+
+    def _party(self, call: CallSession) -> str | None:
+        """Our user on the far end of ``call``: the caller of an incoming call, the callee
+        of a leg we placed."""
+        if call.direction is CallDirection.OUTGOING:
+            return self._callee_of.get(call.id)
+        user = _user_of(call.remote_party.uri)
+        return user if user in self._users else None
+
+    def _agent_state(self, user: str) -> str:
+        """Pre-engine agent state: offline, available, ringing or on-call (the engine adds
+        paused and wrap-up)."""
+        calls = [c for c in self.coordinator.calls if self._party(c) == user]
+        # A user placing a call is busy with it; one we call rings until it answers.
+        if any(c.direction is CallDirection.INCOMING or c.established_at is not None
+               for c in calls):
+            return "on-call"
+        if calls:
+            return "ringing"
+        return "available" if self.bindings(user) else "offline"
+
+    # -- admin operations --
+
+    async def hangup(self, call_id: str) -> None:
+        """End a live call (BYE, CANCEL or 480, as its state calls for); its bridged partner
+        is hung up with it. Raises SoftswitchError for an unknown call."""
+        for call in self.coordinator.calls:
+            if call.id == call_id:
+                await call.hangup()
+                return
+        raise SoftswitchError(f"no live call {call_id!r}")
+
+    def logout(self, user: str) -> int:
+        """Drop every registration of ``user`` (the phone registers again when it refreshes);
+        returns how many there were. Raises SoftswitchError for an unknown user."""
+        if user not in self._users:
+            raise SoftswitchError(f"no user {user!r}")
+        location = self.coordinator.registrar.location
+        dropped = 0
+        for aor in location.aors():
+            if aor.partition(":")[2].rpartition("@")[0] == user:
+                dropped += len(location.bindings(aor))
+                location.replace(aor, (), trio.current_time())
+        self._bump()
+        return dropped
+
+    # -- the call handler --
+
+    async def on_incoming_call(self, call: CallSession) -> CallDecision:
+        invite = call.invite
+        dialed = _user_of(invite.uri) if invite is not None else None
+        caller = _user_of(call.remote_party.uri) or "anonymous"
+        if invite is None or not invite.body:
+            return CallDecision.reject(488, "Offer Required")
+        if dialed in self._users:
+            if not self.bindings(dialed):
+                return CallDecision.reject(480, "Not Registered")
+            return await self._connect(call, caller, [dialed], self.config.calls.ring_timeout)
+        queue = self._queues.get(dialed or "")
+        if queue is not None:
+            return await self._queue_fallback(call, caller, queue)
+        return CallDecision.reject(404)
+
+    async def _queue_fallback(
+        self, call: CallSession, caller: str, queue: QueueConfig
+    ) -> CallDecision:
+        """Pre-engine fallback, replaced by the call engine's driver: ring every registered
+        member of ``queue`` not on a call, bridge the first to answer."""
+        free = [m for m in queue.members if m != caller and self._agent_state(m) == "available"]
+        if not free:
+            return CallDecision.reject(480, "No Agent Available")
+        self._waiting[call.id] = (queue.number, _Waiting(call, trio.current_time()))
+        self._bump()
+        try:
+            return await self._connect(call, caller, free, queue.ring_timeout)
+        finally:
+            del self._waiting[call.id]
+            self._bump()
+
+    async def _connect(
+        self, call: CallSession, caller: str, users: list[str], timeout: float
+    ) -> CallDecision:
+        """Call ``users`` for ``call``, answer it when the first answers (the others are
+        hung up), refuse it when none does."""
+        display = call.remote_party.display_name
+        legs: list[CallSession] = []
+        refusal: EndReason | None = None
+        for user in users:
+            try:
+                leg = await self.coordinator.make_call(user, from_user=caller, display_name=display)
+            except CallError as exc:
+                logger.info("cannot call %s for %s: %s", user, call.id, exc)
+                refusal = EndReason(EndKind.FAILED, exc.status)
+                continue
+            self._callee_of[leg.id] = user
+            legs.append(leg)
+        winner: CallSession | None = None
+        try:
+            winner = await self._first_answer(call, legs, timeout)
+        finally:
+            # Also when a CANCEL from the caller cancelled us: hang up from our own nursery.
+            for leg in legs:
+                if leg is not winner:
+                    self._spawn(_quiet_hangup, leg.hangup)
+            if winner is not None:
+                self._spawn(self._tie, call, winner)
+        if winner is None:
+            if len(legs) == 1:
+                refusal = legs[0].end_reason
+            return CallDecision.reject(480 if refusal is None else failure_status(refusal))
+        if not _codec_offered(call, winner):
+            return CallDecision.reject(488, "Codec Mismatch")  # _tie hangs the winner up
+        self._pending[call.id] = winner
+        return CallDecision.accept()
+
+    async def _first_answer(
+        self, call: CallSession, legs: list[CallSession], timeout: float
+    ) -> CallSession | None:
+        """The first of ``legs`` to answer within ``timeout`` (None: none did); the caller
+        hears 180 as soon as one rings."""
+        winner: CallSession | None = None
+        rang = False
+        async with trio.open_nursery() as nursery:
+            nursery.cancel_scope.deadline = trio.current_time() + timeout
+
+            async def watch(leg: CallSession) -> None:
+                nonlocal winner, rang
+                state = await leg.wait_state(CallState.RINGING, CallState.ACTIVE, CallState.ON_HOLD)
+                if state is CallState.RINGING:
+                    if not rang:
+                        rang = True
+                        try:
+                            await call.ring()
+                        except TrioVoipError as exc:  # the caller went away meanwhile
+                            logger.info("cannot ring %s: %s", call.id, exc)
+                    state = await leg.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
+                if state.established and winner is None:
+                    winner = leg
+                    nursery.cancel_scope.cancel()
+
+            for leg in legs:
+                nursery.start_soon(watch, leg)
+        return winner
+
+    async def on_call_established(self, call: CallSession) -> None:
+        """A caller's ACK is in (its callee answered before we did): bridge the two, which
+        connects their relay endpoints."""
+        callee = self._pending.pop(call.id, None)
+        if callee is None:
+            return
+        try:
+            self.coordinator.bridge_sessions(call.id, callee.id)
+        except BridgeError as exc:  # a leg ended meanwhile: _tie ends the other
+            logger.info("cannot bridge %s and %s: %s", call.id, callee.id, exc)
+
+    async def _tie(self, caller: CallSession, callee: CallSession) -> None:
+        """Whichever leg ends first, end the other."""
+        try:
+            first = await _first_to_end(caller, callee)
+            other = callee if first is caller else caller
+            await _quiet_hangup(other.hangup)
+        finally:
+            self._pending.pop(caller.id, None)
+
+    async def on_call_ended(self, call: CallSession, reason: EndReason) -> None:
+        self._callee_of.pop(call.id, None)
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
+
+    # -- the supervisor's view --
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-ready snapshot: ``users`` (with registrations and agent state), ``calls``,
+        ``bridges``, ``queues`` (waiting callers, agents; ``metrics`` once the engine
+        runs), ``stats`` (the coordinator's counters). Ages are seconds at ``version``."""
+        coordinator = self.coordinator
+        now = trio.current_time()
+        bridge_of = {}
+        bridges = []
+        for info in coordinator.list_bridges():
+            bridges.append({
+                "id": info.bridge_id,
+                "participants": list(info.participants),
+                "age": round(now - info.created_at, 1),
+            })
+            for session in info.participants:
+                bridge_of[session] = info.bridge_id
+        calls = []
+        for call in coordinator.calls:
+            queue = self._waiting.get(call.id)
+            calls.append({
+                "id": call.id,
+                "direction": call.direction.value,
+                "state": call.state.value,
+                "from": str(call.remote_party.uri if call.direction is CallDirection.INCOMING
+                            else call.local_party.uri),
+                "to": str(call.local_party.uri if call.direction is CallDirection.INCOMING
+                          else call.remote_party.uri),
+                "user": self._party(call),
+                "age": round(now - call.created_at, 1),
+                "talk": round(call.duration, 1),
+                "bridge": bridge_of.get(call.id),
+                "queue": queue[0] if queue else None,
+            })
+        users = []
+        for user in self._users.values():
+            contacts = [
+                {
+                    "uri": str(b.uri),
+                    "source": (f"{b.source.transport.lower()}:{b.source.host}:{b.source.port}"
+                               if b.source is not None else None),
+                    "expires_in": b.expires_in(now),
+                    "user_agent": b.user_agent,
+                }
+                for b in self.bindings(user.name)
+            ]
+            users.append({
+                "name": user.name,
+                "display_name": user.display_name,
+                "online": bool(contacts),
+                "state": self._agent_state(user.name),
+                "contacts": contacts,
+            })
+        queues = []
+        for queue in self._queues.values():
+            waiting = [
+                {"call": w.call.id, "from": str(w.call.remote_party.uri),
+                 "wait": round(now - w.since, 1)}
+                for number, w in self._waiting.values() if number == queue.number
+            ]
+            queues.append({
+                "number": queue.number,
+                "name": queue.name,
+                "strategy": queue.strategy,
+                "waiting": waiting,
+                "agents": [{"name": m, "state": self._agent_state(m)} for m in queue.members],
+                "metrics": None,
+            })
+        return {
+            "type": "state",
+            "format": STATE_VERSION,
+            "version": self._version,
+            "engine": False,
+            "sip": [f"{a.transport.lower()}:{a.host}:{a.port}" for a in coordinator.addresses],
+            "users": users,
+            "calls": calls,
+            "bridges": bridges,
+            "queues": queues,
+            "stats": attrs.asdict(coordinator.stats()),
+        }
+
+
+async def _first_to_end(a: CallSession, b: CallSession) -> CallSession:
+    ended: list[CallSession] = []
+    async with trio.open_nursery() as nursery:
+
+        async def wait(call: CallSession) -> None:
+            await call.wait_ended()
+            ended.append(call)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(wait, a)
+        nursery.start_soon(wait, b)
+    return ended[0]
+
+
+async def _quiet_hangup(hangup: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await hangup()
+    except TrioVoipError as exc:
+        logger.info("hang-up failed: %s", exc)
+

@@ -1,0 +1,399 @@
+"""The softswitch's configuration: a TOML file read into frozen attrs classes.
+
+Every key has a default, and the defaults are the demo setup (SIP on 127.0.0.1:5060 UDP+TCP,
+RTP 20000-20999 relayed, users 1001-1003, queue 6000 ringing them, the supervisor page on
+http://127.0.0.1:8080/), so an empty file, or none, runs the demo. A file overrides what it
+names; ``[[users]]`` / ``[[queues]]`` replace the demo lists as a whole (users without
+queues: no queues)::
+
+    [sip]
+    host = "127.0.0.1"        # where SIP listens (UDP and TCP)
+    port = 5060
+    transports = ["udp", "tcp"]
+    domain = "pbx.example"    # our domain (From, Digest realm); default: the host
+    advertise = "192.0.2.10"  # the host written in Contact and SDP (behind NAT)
+    auth_invite = true        # calls in must authenticate as a user (Digest)
+    digest_algorithms = ["SHA-256", "MD5"]
+
+    [rtp]
+    start = 20000             # the relay's port range (even RTP + odd RTCP ports)
+    end = 20999
+    relay = true              # media flows through us (bridges connect relay endpoints)
+
+    [http]
+    enabled = true
+    host = "127.0.0.1"        # the supervisor page
+    port = 8080
+
+    [calls]
+    ring_timeout = 30.0       # seconds an extension may ring before the caller gets 480
+    max_calls = 1000          # call legs (a bridged call is two)
+    shutdown_timeout = 2.0    # how long live calls get to end (BYE) on shutdown
+
+    [[users]]
+    name = "1001"             # the SIP user (the extension you dial)
+    password = "..."
+    display_name = "Alice"
+
+    [[queues]]
+    number = "6000"           # the number you dial
+    name = "support"
+    strategy = "ring-all"
+    members = ["1001", "1002"]
+    ring_timeout = 20.0
+
+A mistake raises :class:`~trio_voip.errors.ConfigError` naming the key and its line
+(``softswitch.toml:7: sip.port: must be 0-65535, not 70000``).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from trio_voip.errors import ConfigError
+from trio_voip.sip.digest import SUPPORTED_ALGORITHMS
+
+__all__ = [
+    "STRATEGIES",
+    "DEMO_USERS",
+    "DEMO_QUEUES",
+    "SipConfig",
+    "RtpConfig",
+    "HttpConfig",
+    "CallsConfig",
+    "UserConfig",
+    "QueueConfig",
+    "SoftswitchConfig",
+    "parse_config",
+    "load_config",
+]
+
+#: The routing strategies of the call engine (issue 5). Until the engine driver exists every
+#: queue rings all its free members (see :mod:`trio_voip.softswitch.app`).
+STRATEGIES = (
+    "ring-all", "longest-idle", "round-robin", "fewest-calls", "least-talk-time", "linear",
+    "random", "weighted-random", "skill-based", "ring-progressively",
+)
+
+# A SIP user part we accept as a user name or a dialable number: no escaping needed.
+_NAME = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
+
+
+def _fail(attribute: attrs.Attribute[Any], message: str) -> typing.NoReturn:
+    raise ConfigError(message, key=attribute.name)
+
+
+def _port(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not 0 <= value <= 65535:
+        _fail(attribute, f"must be 0-65535, not {value}")
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        _fail(attribute, f"must be more than 0, not {value}")
+
+
+def _name(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not _NAME.fullmatch(value):
+        _fail(attribute, f"{value!r} is not a plain SIP user name (letters, digits, ._~+-)")
+
+
+def _not_empty(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value:
+        _fail(attribute, "must not be empty")
+
+
+def _one_of(allowed: tuple[str, ...]) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            if item not in allowed:
+                _fail(attribute, f"{item!r} is not one of {', '.join(allowed)}")
+
+    return check
+
+
+@attrs.frozen
+class SipConfig:
+    host: str = attrs.field(default="127.0.0.1", validator=_not_empty)
+    port: int = attrs.field(default=5060, validator=_port)
+    transports: tuple[str, ...] = attrs.field(
+        default=("udp", "tcp"), validator=[_not_empty, _one_of(("udp", "tcp"))]
+    )
+    domain: str | None = None
+    advertise: str | None = None
+    auth_invite: bool = True
+    digest_algorithms: tuple[str, ...] = attrs.field(
+        default=("SHA-256", "MD5"), validator=[_not_empty, _one_of(SUPPORTED_ALGORITHMS)]
+    )
+
+
+@attrs.frozen
+class RtpConfig:
+    start: int = attrs.field(default=20000, validator=_port)
+    end: int = attrs.field(default=20999, validator=_port)
+    relay: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        # Whole pairs: an even RTP port and the odd RTCP port above it.
+        if self.start < 1 or self.end < self.start + (self.start & 1) + 1:
+            raise ConfigError(
+                f"range {self.start}-{self.end} holds no even/odd port pair", key="end"
+            )
+
+
+@attrs.frozen
+class HttpConfig:
+    enabled: bool = True
+    host: str = attrs.field(default="127.0.0.1", validator=_not_empty)
+    port: int = attrs.field(default=8080, validator=_port)
+
+
+@attrs.frozen
+class CallsConfig:
+    ring_timeout: float = attrs.field(default=30.0, validator=_positive)
+    max_calls: int = attrs.field(default=1000, validator=_positive)
+    shutdown_timeout: float = attrs.field(default=2.0, validator=_positive)
+
+
+@attrs.frozen
+class UserConfig:
+    name: str = attrs.field(validator=_name)
+    password: str = attrs.field(repr=False, validator=_not_empty)
+    display_name: str = ""
+
+
+@attrs.frozen
+class QueueConfig:
+    number: str = attrs.field(validator=_name)
+    name: str = ""
+    strategy: str = attrs.field(default="ring-all", validator=_one_of(STRATEGIES))
+    members: tuple[str, ...] = ()
+    ring_timeout: float = attrs.field(default=20.0, validator=_positive)
+
+
+DEMO_USERS: tuple[UserConfig, ...] = (
+    UserConfig("1001", "demo1001", "Alice"),
+    UserConfig("1002", "demo1002", "Bob"),
+    UserConfig("1003", "demo1003", "Carol"),
+)
+DEMO_QUEUES: tuple[QueueConfig, ...] = (
+    QueueConfig("6000", "support", members=("1001", "1002", "1003")),
+)
+
+
+def _unique(items: tuple[Any, ...], field: str, what: str) -> None:
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        value = getattr(item, field)
+        if value in seen:
+            raise ConfigError(f"{value!r} is taken twice", key=f"{what}[{index}].{field}")
+        seen.add(value)
+
+
+@attrs.frozen
+class SoftswitchConfig:
+    sip: SipConfig = SipConfig()
+    rtp: RtpConfig = RtpConfig()
+    http: HttpConfig = HttpConfig()
+    calls: CallsConfig = CallsConfig()
+    users: tuple[UserConfig, ...] = DEMO_USERS
+    queues: tuple[QueueConfig, ...] = DEMO_QUEUES
+
+    def __attrs_post_init__(self) -> None:
+        _unique(self.users, "name", "users")
+        _unique(self.queues, "number", "queues")
+        names = {user.name for user in self.users}
+        for index, queue in enumerate(self.queues):
+            if queue.number in names:
+                raise ConfigError(
+                    f"{queue.number!r} is a user's extension too", key=f"queues[{index}].number"
+                )
+            for member in queue.members:
+                if member not in names:
+                    raise ConfigError(
+                        f"{member!r} is not a user", key=f"queues[{index}].members"
+                    )
+        if self.sip.auth_invite and not self.users:
+            raise ConfigError("is empty, but sip.auth_invite needs users to check", key="users")
+
+    @property
+    def demo_users(self) -> bool:
+        """Whether the users are the embedded demo ones (with published passwords)."""
+        return self.users == DEMO_USERS
+
+
+# -- reading TOML into the classes --
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _type_name(tp: Any) -> str:
+    if tp in _TYPE_NAMES:
+        return _TYPE_NAMES[tp]
+    if typing.get_origin(tp) is tuple:
+        return "an array"
+    return "a table"
+
+
+def _describe(value: object) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "an array", dict: "a table"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _join(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+class _Reader:
+    """Builds the config classes from parsed TOML, naming the key and line of a mistake."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+
+    def error(self, message: str, path: tuple[str | int, ...]) -> ConfigError:
+        return ConfigError(
+            message, key=_join(path) or None, line=_line_of(self.text, path), source=self.source
+        )
+
+    def value(self, value: object, tp: Any, path: tuple[str | int, ...]) -> Any:
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):  # only ``X | None`` here
+            (inner,) = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+            return self.value(value, inner, path)
+        if origin is tuple:
+            if not isinstance(value, list):
+                raise self.error(f"must be an array, not {_describe(value)}", path)
+            item = typing.get_args(tp)[0]
+            return tuple(self.value(v, item, (*path, i)) for i, v in enumerate(value))
+        if attrs.has(tp):
+            if not isinstance(value, dict):
+                raise self.error(f"must be a table, not {_describe(value)}", path)
+            return self.table(value, tp, path)
+        ok = (
+            isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+            or tp is float and isinstance(value, int) and not isinstance(value, bool)
+        )
+        if not ok:
+            raise self.error(f"must be {_type_name(tp)}, not {_describe(value)}", path)
+        return float(value) if tp is float else value  # type: ignore[arg-type]
+
+    def table(self, data: Mapping[str, object], cls: type[Any], path: tuple[str | int, ...]) -> Any:
+        fields = attrs.fields_dict(cls)
+        hints = typing.get_type_hints(cls)
+        for key in data:
+            if key not in fields:
+                known = ", ".join(fields)
+                raise self.error(f"unknown key (known here: {known})", (*path, key))
+        kwargs = {}
+        for name, field in fields.items():
+            if name in data:
+                kwargs[name] = self.value(data[name], hints[name], (*path, name))
+            elif field.default is attrs.NOTHING:
+                raise self.error("is required", (*path, name))
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            # A validator names the key relative to its table (or a list inside it).
+            relative = tuple(_split(exc.key)) if exc.key else ()
+            raise self.error(exc.message, (*path, *relative)) from None
+
+
+def _split(key: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for piece in key.split("."):
+        name, _, rest = piece.partition("[")
+        if name:
+            parts.append(name)
+        while rest:
+            index, _, rest = rest.partition("]")
+            parts.append(int(index))
+            rest = rest.removeprefix("[")
+    return parts
+
+
+_HEADER = re.compile(r"\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(?:#.*)?")
+
+
+def _assignment(
+    tables: tuple[str | int, ...], key: str, current: tuple[str | int, ...]
+) -> re.Pattern[str] | None:
+    """How ``key`` of table ``tables`` is assigned inside table ``current`` (a dotted key for
+    the tables in between), or None if it cannot be assigned there."""
+    depth = len(current)
+    rest = tables[depth:]
+    if tables[:depth] != current or not all(isinstance(part, str) for part in rest):
+        return None
+    dotted = "".join(rf'"?{re.escape(str(part))}"?\s*\.\s*' for part in rest)
+    return re.compile(rf'\s*{dotted}"?{re.escape(key)}"?\s*=')
+
+
+def _line_of(text: str, path: tuple[str | int, ...]) -> int | None:
+    """The 1-based line where ``path`` is set in ``text``: the line of its last key inside its
+    table (indices after that key are items of its value), else the header of the deepest
+    table of the path. A plain scan, good enough for the files people write, not every TOML
+    spelling."""
+    keys = [i for i, part in enumerate(path) if isinstance(part, str)]
+    if not keys:
+        return None
+    tables, key = path[: keys[-1]], str(path[keys[-1]])
+    counts: dict[str, int] = {}
+    best, best_depth = None, 0
+    assignment = _assignment(tables, key, ())
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.fullmatch(line)
+        if header is None:
+            if assignment is not None and assignment.match(line):
+                return number
+            continue
+        name = header.group(2).replace('"', "").replace(" ", "")
+        parts: list[str | int] = list(name.split("."))
+        if header.group(1) == "[[":
+            counts[name] = counts.get(name, -1) + 1
+            parts.append(counts[name])
+        current = tuple(parts)
+        if len(current) > best_depth and path[: len(current)] == current:
+            best, best_depth = number, len(current)
+        assignment = _assignment(tables, key, current)
+    return best
+
+
+_TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+def parse_config(text: str, source: str = "<config>") -> SoftswitchConfig:
+    """The configuration in TOML ``text`` (``source`` names it in errors)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = _TOML_LINE.search(str(exc))
+        # "(at end of document)": the last line with something on it.
+        line = int(found.group(1)) if found else text.rstrip().count("\n") + 1
+        raise ConfigError(f"not valid TOML: {exc}", line=line, source=source) from None
+    if "users" in data and "queues" not in data:
+        data["queues"] = []  # the demo queue rings the demo users: it goes with them
+    return _Reader(text, source).table(data, SoftswitchConfig, ())
+
+
+def load_config(path: str | Path | None) -> SoftswitchConfig:
+    """The configuration in the TOML file at ``path``; None: the embedded defaults."""
+    if path is None:
+        return SoftswitchConfig()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the file: {exc}", source=str(path)) from None
+    return parse_config(text, str(path))
