@@ -91,7 +91,8 @@ def test_converted_source() -> None:
     source = FrameListSource(frames(3, 0x80), G711Law.PCMU)
     alaw = source.converted(G711Law.PCMA)
     assert alaw.law is G711Law.PCMA and source.converted(G711Law.PCMU) is source
-    assert alaw.frames == tuple(convert_frame(f, G711Law.PCMU, G711Law.PCMA) for f in source.frames)
+    converted = tuple(convert_frame(f, G711Law.PCMU, G711Law.PCMA) for f in source.frames)
+    assert alaw.frames == converted
 
 
 # -- the schedule, sans-IO --

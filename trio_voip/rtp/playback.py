@@ -22,7 +22,13 @@ from typing import IO, Protocol, runtime_checkable
 import attrs
 
 from trio_voip.errors import MediaFormatError
-from trio_voip.rtp.g711 import G711Law, alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear
+from trio_voip.rtp.g711 import (
+    G711Law,
+    alaw_to_linear,
+    linear_to_alaw,
+    linear_to_ulaw,
+    ulaw_to_linear,
+)
 from trio_voip.rtp.mixer import FRAME_SAMPLES
 from trio_voip.rtp.tones import busy_frames, ringback_frames
 from trio_voip.rtp.wav import wav_to_frames
@@ -73,7 +79,9 @@ def _check_frames(frames: Sequence[bytes]) -> tuple[bytes, ...]:
         raise MediaFormatError("a frame source needs at least one frame")
     for frame in out:
         if len(frame) != FRAME_SAMPLES:
-            raise MediaFormatError(f"frames must be {FRAME_SAMPLES} bytes (20 ms), got {len(frame)}")
+            raise MediaFormatError(
+                f"frames must be {FRAME_SAMPLES} bytes (20 ms), got {len(frame)}"
+            )
     return out
 
 
@@ -104,9 +112,8 @@ class FrameListSource:
         """This source in ``law`` (itself when already), from the first frame."""
         if law is self.law:
             return self
-        return attrs.evolve(
-            self, frames=[convert_frame(f, self.law, law) for f in self.frames], law=law, position=0
-        )
+        frames = [convert_frame(f, self.law, law) for f in self.frames]
+        return attrs.evolve(self, frames=frames, law=law, position=0)
 
 
 @attrs.define(eq=False)

@@ -24,7 +24,9 @@ and no playback, so an idle relay pays nothing.
 Each endpoint generating audio has one :class:`~trio_voip.rtp.mixer.RtpPacketizer` (own SSRC,
 marker on the first packet) for as long as it is in a mix or playing, so a phone moving from a
 mix to a prompt and back sees one continuous stream. Sends are non-blocking; a full socket
-buffer drops the packet (counted in the endpoint's ``send_dropped``).
+buffer drops the packet (counted in the endpoint's ``send_dropped``). A mixed endpoint has no
+relay peer, so its received packets also count in ``no_peer`` after the tap took them. No RTCP
+is generated for these streams (RTCP from the phones of a mix is not forwarded either).
 """
 
 from __future__ import annotations
