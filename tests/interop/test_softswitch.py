@@ -1,0 +1,174 @@
+"""``python -m trio_voip.softswitch serve`` as a process, with SIPp phones on 127.0.0.1.
+
+SIPp registers as user 1002 (Digest, MD5) from the port its UAS then listens on; a SIPp
+caller dials 1002 through the softswitch, which calls the registered UAS and bridges the two
+on its RTP relay. Both SIPp sides must count every call successful. SIGTERM then stops the
+softswitch with exit code 0; with a call still up, both sides get a BYE first.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import trio
+
+from .test_sipp_scenarios import assert_clean, scenario, sipp_uac, sipp_uas
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CONFIG = """\
+[sip]
+port = {sip}
+transports = ["udp"]
+auth_invite = false            # SIPp's stock callers do not answer INVITE challenges
+digest_algorithms = ["MD5"]    # SIPp answers the first challenge only, and MD5 only
+
+[rtp]
+start = 33200
+end = 33299
+
+[http]
+port = {http}
+
+[[users]]
+name = "1001"
+password = "demo1001"
+
+[[users]]
+name = "1002"
+password = "demo1002"
+"""
+
+
+@attrs.define
+class Softswitch:
+    process: trio.Process
+    sip_port: int
+    http_port: int
+    output: list[str]
+
+    async def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def softswitch_process(tmp_path: Path) -> AsyncIterator[Softswitch]:
+    ports = {"sip": free_udp_port(), "http": free_tcp_port()}
+    config = tmp_path / "softswitch.toml"
+    config.write_text(CONFIG.format(**ports))
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trio_voip.softswitch", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    output: list[str] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            ready = trio.Event()
+
+            async def read() -> None:
+                assert process.stdout is not None
+                buffer = b""
+                while chunk := await process.stdout.receive_some(4096):
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    output.extend(line.decode() for line in lines)
+                    if "ready (Ctrl-C stops)" in output:
+                        ready.set()
+
+            nursery.start_soon(read)
+            with trio.fail_after(10):
+                await ready.wait()
+            yield Softswitch(process, ports["sip"], ports["http"], output)
+            with trio.fail_after(10):
+                await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+
+
+async def state(port: int) -> dict:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"GET /api/state HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    return json.loads(data.partition(b"\r\n\r\n")[2])
+
+
+async def register_1002(switch: Softswitch, port: int) -> None:
+    result = await sipp_uac(switch.sip_port, port, scenario("uac_register_auth.xml"), 1,
+                            extra=["-s", "1002", "-au", "1002", "-ap", "demo1002"], timeout=10)
+    assert_clean(result, 1)
+    users = {u["name"]: u for u in (await state(switch.http_port))["users"]}
+    assert users["1002"]["online"] and not users["1001"]["online"]
+    assert users["1002"]["contacts"][0]["source"] == f"udp:127.0.0.1:{port}"
+
+
+async def test_sipp_calls_a_registered_sipp_extension(sipp, tmp_path, unused_udp_port_pair):
+    uas_port, uac_port = unused_udp_port_pair
+    calls = 5
+    async with softswitch_process(tmp_path) as switch:
+        await register_1002(switch, uas_port)
+        async with sipp_uas(uas_port, "uas", calls) as uas:
+            uac = await sipp_uac(switch.sip_port, uac_port, "uac", calls, rate=10,
+                                 extra=["-s", "1002"], timeout=30)
+        assert_clean(uac, calls)
+        assert_clean(uas[0], calls)
+        with trio.fail_after(5):
+            while (now := await state(switch.http_port))["calls"]:
+                await trio.sleep(0.1)
+        assert now["bridges"] == []
+        assert await switch.stop() == 0
+    assert switch.output[-2:] == ["SIGTERM: shutting down, ending 0 call(s)", "stopped"]
+    assert "user     1002" in switch.output  # a config's users, without passwords
+
+
+async def test_sigterm_ends_a_live_call_with_bye_on_both_sides(sipp, tmp_path,
+                                                               unused_udp_port_pair):
+    uas_port, uac_port = unused_udp_port_pair
+    async with softswitch_process(tmp_path) as switch:
+        await register_1002(switch, uas_port)
+        async with sipp_uas(uas_port, "uas", 1) as uas:
+            async with trio.open_nursery() as nursery:
+                results = []
+
+                async def call() -> None:
+                    # Waits (10 s at most) for the BYE the shutdown sends.
+                    results.append(await sipp_uac(
+                        switch.sip_port, uac_port, scenario("uac_wait_bye.xml"), 1,
+                        extra=["-s", "1002"], timeout=20))
+
+                nursery.start_soon(call)
+                with trio.fail_after(10):
+                    while not (await state(switch.http_port))["bridges"]:
+                        await trio.sleep(0.1)
+                assert await switch.stop() == 0
+        assert_clean(results[0], 1)
+        assert_clean(uas[0], 1)
+    assert "SIGTERM: shutting down, ending 2 call(s)" in switch.output
+    assert switch.output[-1] == "stopped"
