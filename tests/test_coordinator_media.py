@@ -194,8 +194,9 @@ async def test_wav_prompt_reaches_the_phone_with_timing_and_content(tmp_path: An
                 assert p.sequence == (first.sequence + k) % 65536
                 assert p.timestamp == (first.timestamp + 160 * k) % 2**32
                 assert p.ssrc == first.ssrc and p.marker == (k == 0)
+            # paced 20 ms apart, not a burst (exact timing: test_rtp_playback.py, MockClock)
             span = got[-1][0] - got[0][0]
-            assert span == pytest.approx(9 * 0.020, abs=0.04)  # 20 ms apart, not a burst
+            assert 9 * 0.020 - 0.04 < span < 1.0
             # a tone loops until stopped; a new playback replaces it
             tone = x.play_tone("busy")
             assert await phone.recv() is not None
