@@ -28,6 +28,7 @@ from trio_voip import (
     SessionManagerBuilder,
 )
 from trio_voip.session.state import EndReason
+from trio_voip.sip.session_timer import SessionTimerConfig
 from trio_voip.testing.network import Impairments, MemoryNetwork
 
 A = ("127.0.0.1", 5060)
@@ -113,6 +114,7 @@ async def run_calls(
     spacing: float = 0.1,
     handler: CallHandler | None = None,
     place: Callable[[SessionCoordinator, int], Awaitable[Outcome]] | None = None,
+    setup: Callable[[SessionManagerBuilder], SessionManagerBuilder] = lambda b: b,
 ) -> Run:
     """``calls`` calls from A to B, started ``spacing`` apart, then SETTLE seconds of quiet.
 
@@ -124,8 +126,8 @@ async def run_calls(
     outcomes: list[Outcome] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(network.run)
-        async with builder(network, A).build() as a, builder(network, B).handler(
-            callee
+        async with setup(builder(network, A)).build() as a, setup(
+            builder(network, B).handler(callee)
         ).build() as b:
 
             async def record(n: int) -> None:
@@ -322,6 +324,49 @@ async def test_every_call_flow_over_a_bad_network(autojump_clock: trio.testing.M
     network = MemoryNetwork(seed=7, **attrs.asdict(BAD))
     run = await run_mixed(network, 6 * len(FLOWS))
     check_mixed(run, 6 * len(FLOWS))
+
+
+
+def short_session_timers(b: SessionManagerBuilder) -> SessionManagerBuilder:
+    return b.session_timers(config=SessionTimerConfig(session_expires=90))
+
+
+async def test_session_refreshes_survive_a_bad_network(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # ten minutes a call: a dozen refreshes each, none may be lost for good
+    network = MemoryNetwork(seed=9, **attrs.asdict(BAD))
+    run = await run_calls(network, 10, talk=600.0, setup=short_session_timers)
+    check_run(run, 10)
+    assert len(network.sent("UPDATE")) >= 10 * 600 // 90
+
+
+async def test_a_partition_ends_calls_by_session_expiry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    handler = Answering()
+    network = MemoryNetwork(seed=10, **attrs.asdict(BAD))
+
+    async def cut_off(a: SessionCoordinator, n: int) -> Outcome:
+        call = await a.make_call(BOB, from_user=f"u{n}")
+        assert await call.wait_state(CallState.ACTIVE, timeout=PATIENCE) is CallState.ACTIVE
+        incoming = handler.calls[call.call_id]
+        assert await incoming.wait_state(CallState.ACTIVE, timeout=PATIENCE) is CallState.ACTIVE
+        await trio.sleep(PATIENCE)  # past every 2xx retransmission
+        network.unreachable.update({A, B})  # nothing gets through from now on
+        with trio.fail_after(200):
+            caller_reason, callee_reason = await call.wait_ended(), await incoming.wait_ended()
+        return Outcome(False, caller_reason, callee_reason, call.duration, "partition")
+
+    run = await run_calls(
+        network, 5, handler=handler, place=cut_off, setup=short_session_timers, spacing=0.0
+    )
+    assert len(run.outcomes) == 5
+    for outcome in run.outcomes:
+        # RFC 4028 10: both give up max(32, 90/3) s before the 90 s run out
+        assert outcome.caller.kind is outcome.callee.kind is EndKind.SESSION_EXPIRED, outcome
+        assert outcome.talked == pytest.approx(60.0, abs=1.0)
+    assert run.caller_counts == run.callee_counts == (0, 0, 0, 0)
 
 
 @pytest.mark.xfail(
