@@ -199,6 +199,7 @@ async def test_wav_prompt_reaches_the_phone_with_timing_and_content(tmp_path: An
             assert 9 * 0.020 - 0.04 < span < 1.0
             # a tone loops until stopped; a new playback replaces it
             tone = x.play_tone("busy")
+            assert a.media is not None and a.media.playback(x.id) is tone
             assert await phone.recv() is not None
             x.stop_playback()
             assert await tone.wait() is PlaybackEnd.STOPPED

@@ -314,6 +314,9 @@ async def test_mix_through_taps_and_playback_overrides_mix(
     c_heard = parse_rtp(c.sent[-1][1])
     assert c_heard.payload_type == 8 and c_heard.payload == G711Law.PCMA.encode([level] * 160)
     assert parse_rtp(a.sent[-1][1]).payload == b"\xff" * FRAME_SAMPLES
+    mixer = ticker.mixer("room")
+    assert mixer is not None and mixer.participant(a).frames_in == 1
+    assert mixer.participant(b).missing == 1 and ticker.mixer("nowhere") is None
     # a prompt into b replaces b's mix; b's own voice still reaches the others
     playback = ticker.play(ep(b), FrameListSource(frames(2, 0x20)))
     b.hear(rtp(tone))
