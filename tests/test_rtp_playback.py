@@ -401,3 +401,73 @@ async def test_playback_replaces_relayed_media_on_a_real_relay() -> None:
             assert await looped.wait() is PlaybackEnd.CLOSED
             assert relay.ticker.idle and relay.ticker.stream_count == 0
         nursery.cancel_scope.cancel()
+
+
+class QuietEndpoint(FakeEndpoint):
+    def send_rtp(self, packet: bytes) -> bool:
+        self.sent.append((0.0, packet))
+        return True
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("mix"), st.sampled_from("AB"), st.sets(st.integers(0, 4))),
+        st.tuples(st.just("play"), st.integers(0, 4), st.booleans()),
+        st.tuples(st.just("stop"), st.integers(0, 4), st.none()),
+        st.tuples(st.just("close"), st.integers(0, 4), st.none()),
+        st.tuples(st.just("tick"), st.none(), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@given(operations)
+def test_ticker_bookkeeping_never_leaks(ops: list[tuple[str, Any, Any]]) -> None:
+    ticker = MediaTicker()
+    phones = [QuietEndpoint(port) for port in range(5)]
+    mixes: dict[str, set[int]] = {"A": set(), "B": set()}
+    playing: set[int] = set()
+    for op, arg, extra in ops:
+        if op == "mix":
+            wanted = {i for i in extra if not phones[i].closed}
+            other = mixes["B" if arg == "A" else "A"]
+            if wanted & other:
+                with pytest.raises(RtpError):
+                    ticker.set_mix(arg, {ep(phones[i]): StreamFormat() for i in wanted})
+                continue
+            ticker.set_mix(arg, {ep(phones[i]): StreamFormat() for i in wanted})
+            mixes[arg] = wanted
+        elif op == "play":
+            if phones[arg].closed:
+                with pytest.raises(RtpError):
+                    ticker.play(ep(phones[arg]), FrameListSource(frames(2)))
+                continue
+            ticker.play(ep(phones[arg]), FrameListSource(frames(2)), loop=extra)
+            playing.add(arg)
+        elif op == "stop":
+            ticker.stop_playback(ep(phones[arg]))
+            playing.discard(arg)
+        elif op == "close":
+            phones[arg].closed = True
+            ticker.forget(ep(phones[arg]))
+            playing.discard(arg)
+            for members in mixes.values():
+                members.discard(arg)
+        else:
+            before = [len(phone.sent) for phone in phones]
+            ticker.tick()
+            playing = {i for i in playing if ticker.playback(ep(phones[i])) is not None}
+            for i, phone in enumerate(phones):
+                # one frame per tick to every mix member and every phone still playing
+                if i in playing or any(i in members for members in mixes.values()):
+                    assert len(phone.sent) == before[i] + 1
+        # the bookkeeping matches the model: taps, playing flags, streams, idleness
+        for i, phone in enumerate(phones):
+            in_mix = any(i in members for members in mixes.values())
+            assert len(phone.taps) == (1 if in_mix else 0)
+            assert phone.playing == (i in playing)
+            assert (ticker.stream(ep(phone)) is not None) == (in_mix or i in playing)
+        assert ticker.idle == (not playing and not any(mixes.values()))
+        assert {k: set(v) for k, v in ticker.mixes().items()} == {
+            k: {phones[i] for i in v} for k, v in mixes.items() if v
+        }

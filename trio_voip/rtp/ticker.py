@@ -370,18 +370,22 @@ class MediaTicker:
                 self.set_mix(key, {})
 
     def tick(self) -> None:
-        """One frame of work: every mix, then every playback (the task calls this)."""
+        """One frame of work: every playback, then every mix (the task calls this).
+
+        Playbacks go first so that one ending in this tick leaves no gap: its endpoint gets
+        its mix frame at once.
+        """
         players = self._players
-        for mix in list(self._mixes.values()):
-            for endpoint, payload in mix.mixer.tick():
-                if endpoint not in players:
-                    self._send(endpoint, payload)  # type: ignore[arg-type]
         for endpoint, playback in list(players.items()):
             frame = self._next_frame(playback)
             if frame is None:
                 continue
             self._send(endpoint, convert_frame(frame, playback.source.law, playback.format.law))
             playback.frames_sent += 1
+        for mix in list(self._mixes.values()):
+            for endpoint, payload in mix.mixer.tick():
+                if endpoint not in players:
+                    self._send(endpoint, payload)  # type: ignore[arg-type]
 
     def _next_frame(self, playback: Playback) -> bytes | None:
         source = playback.source
