@@ -471,3 +471,23 @@ def test_ticker_bookkeeping_never_leaks(ops: list[tuple[str, Any, Any]]) -> None
         assert {k: set(v) for k, v in ticker.mixes().items()} == {
             k: {phones[i] for i in v} for k, v in mixes.items() if v
         }
+
+
+async def test_mix_tap_reads_past_csrcs_and_padding_and_drops_garbage(
+    ticker: MediaTicker, clock: trio.testing.MockClock
+) -> None:
+    a, b = FakeEndpoint(1), FakeEndpoint(2)
+    ticker.set_mix("room", {ep(a): StreamFormat(), ep(b): StreamFormat()})
+    await trio.sleep(PERIOD / 2)  # between ticks
+    tone = G711Law.PCMU.encode([500] * FRAME_SAMPLES)
+    fancy = RtpPacket(0, 1, 160, 0x42, tone, csrcs=(7, 8), padding=4).to_bytes()
+    a.hear(fancy)
+    bad = bytearray(rtp(tone))
+    bad[0] |= 0x20  # padding flag ...
+    bad[-1] = 255  # ... with a count larger than the packet
+    a.hear(bytes(bad))
+    await trio.sleep(PERIOD)
+    assert parse_rtp(b.sent[-1][1]).payload == tone
+    mixer = ticker.mixer("room")
+    assert mixer is not None and mixer.participant(a).buffered == 0  # garbage never queued
+    assert len(a.taps) == 1  # and the tap is still there
