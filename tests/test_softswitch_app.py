@@ -37,6 +37,8 @@ from trio_voip.softswitch import (
 from trio_voip.session import EndReason
 
 PASSWORDS = {"1001": "demo1001", "1002": "demo1002", "1003": "demo1003"}
+# Each phone its own RTP ports (the media test binds them), apart from the softswitch's.
+PHONE_RTP = {"1001": (33100, 33131), "1002": (33132, 33163), "1003": (33164, 33199)}
 
 
 def test_config(**changes: object) -> SoftswitchConfig:
@@ -85,7 +87,7 @@ async def phone(
     builder = (
         SessionManagerBuilder()
         .listen("127.0.0.1", 0, transports=("UDP",))
-        .rtp_ports(33100, 33199)
+        .rtp_ports(*PHONE_RTP[user])
         .credentials(user, PASSWORDS[user])
         .handler(handler or Phone())
     )
@@ -166,6 +168,39 @@ async def test_extension_call_is_bridged_and_both_sides_end_cleanly():
             assert (await far.wait_ended()).kind is EndKind.REMOTE_HANGUP
             await settled(running)
             assert caller.stats().calls == callee.stats().calls == 0
+
+
+RTP = b"\x80\x00\x00\x01" + b"\x00\x00\x00\xa0" + b"\x12\x34\x56\x78" + b"\xff" * 160
+
+
+async def test_media_flows_between_the_phones_through_the_relay():
+    async with softswitch() as running:
+        port = sip_port(running)
+        bob = Phone()
+        async with phone("1002", port, bob), phone("1001", port) as caller:
+            call = await dial(caller, "1001", "1002", port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            far = bob.incoming[0]
+            await far.wait_state(CallState.ACTIVE, timeout=5)
+            coordinator = running.softswitch.coordinator
+            await until(lambda: len(coordinator.list_bridges()) == 1)
+            assert call.media is not None and far.media is not None
+            assert call.rtp_port is not None and far.rtp_port is not None
+            # Each phone talks to its own relay endpoint on the softswitch.
+            assert {call.media.remote_port, far.media.remote_port} <= set(range(33000, 33100))
+            alice_rtp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            bob_rtp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            with alice_rtp, bob_rtp:
+                await alice_rtp.bind(("127.0.0.1", call.rtp_port))
+                await bob_rtp.bind(("127.0.0.1", far.rtp_port))
+                with trio.fail_after(5):
+                    await alice_rtp.sendto(RTP, ("127.0.0.1", call.media.remote_port))
+                    assert (await bob_rtp.recvfrom(2048))[0] == RTP
+                    await bob_rtp.sendto(RTP[:-1], ("127.0.0.1", far.media.remote_port))
+                    assert (await alice_rtp.recvfrom(2048))[0] == RTP[:-1]
+            await call.hangup()
+            await settled(running)
+            assert coordinator.stats().rtp_ports == 0
 
 
 async def test_callee_hanging_up_ends_the_caller_too():

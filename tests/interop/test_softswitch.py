@@ -4,6 +4,9 @@ SIPp registers as user 1002 (Digest, MD5) from the port its UAS then listens on;
 caller dials 1002 through the softswitch, which calls the registered UAS and bridges the two
 on its RTP relay. Both SIPp sides must count every call successful. SIGTERM then stops the
 softswitch with exit code 0; with a call still up, both sides get a BYE first.
+
+The supervisor page is loaded in headless Chromium (Debian package ``chromium``) before and
+during a call: the DOM shows the call's legs and bridge once the WebSocket's state is in.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from pathlib import Path
 import attrs
 import trio
 
+from trio_voip import CallState
+
+from test_softswitch_app import Phone, dial, phone, settled, sip_port, softswitch
+
+from .conftest import require_tool
 from .test_sipp_scenarios import assert_clean, scenario, sipp_uac, sipp_uas
 
 
@@ -60,7 +68,7 @@ password = "demo1002"
 
 
 @attrs.define
-class Softswitch:
+class SoftswitchProcess:
     process: trio.Process
     sip_port: int
     http_port: int
@@ -73,7 +81,7 @@ class Softswitch:
 
 
 @asynccontextmanager
-async def softswitch_process(tmp_path: Path) -> AsyncIterator[Softswitch]:
+async def softswitch_process(tmp_path: Path) -> AsyncIterator[SoftswitchProcess]:
     ports = {"sip": free_udp_port(), "http": free_tcp_port()}
     config = tmp_path / "softswitch.toml"
     config.write_text(CONFIG.format(**ports))
@@ -99,7 +107,7 @@ async def softswitch_process(tmp_path: Path) -> AsyncIterator[Softswitch]:
             nursery.start_soon(read)
             with trio.fail_after(10):
                 await ready.wait()
-            yield Softswitch(process, ports["sip"], ports["http"], output)
+            yield SoftswitchProcess(process, ports["sip"], ports["http"], output)
             with trio.fail_after(10):
                 await process.wait()
     finally:
@@ -120,7 +128,7 @@ async def state(port: int) -> dict:
     return json.loads(data.partition(b"\r\n\r\n")[2])
 
 
-async def register_1002(switch: Softswitch, port: int) -> None:
+async def register_1002(switch: SoftswitchProcess, port: int) -> None:
     result = await sipp_uac(switch.sip_port, port, scenario("uac_register_auth.xml"), 1,
                             extra=["-s", "1002", "-au", "1002", "-ap", "demo1002"], timeout=10)
     assert_clean(result, 1)
@@ -172,3 +180,49 @@ async def test_sigterm_ends_a_live_call_with_bye_on_both_sides(sipp, tmp_path,
         assert_clean(uas[0], 1)
     assert "SIGTERM: shutting down, ending 2 call(s)" in switch.output
     assert switch.output[-1] == "stopped"
+
+
+# -- the supervisor page in a real browser --
+
+
+async def dump_dom(chromium: str, url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran (3 s of virtual time: the WebSocket's first
+    state message is in)."""
+    result = await trio.run_process(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=3000",
+         "--dump-dom", url],
+        capture_stdout=True, capture_stderr=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    return result.stdout.decode()
+
+
+async def test_the_supervisor_page_in_headless_chromium_shows_a_live_call(tmp_path):
+    chromium = require_tool("chromium", "chromium")
+    bob = Phone()
+    async with softswitch() as running:
+        assert running.http_url is not None
+        port = sip_port(running)
+        with trio.fail_after(60):
+            idle = await dump_dom(chromium, running.http_url, tmp_path / "idle")
+        assert "0 calls, 0/3 users online" in idle
+        assert 'data-user="1001"' in idle and "data-call=" not in idle
+        async with phone("1002", port, bob), phone("1001", port) as caller:
+            call = await dial(caller, "1001", "1002", port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            coordinator = running.softswitch.coordinator
+            with trio.fail_after(5):
+                while not coordinator.list_bridges():
+                    await trio.sleep(0.01)
+            (bridge,) = coordinator.list_bridges()
+            with trio.fail_after(60):
+                live = await dump_dom(chromium, running.http_url, tmp_path / "live")
+            assert "2 calls, 2/3 users online" in live
+            for leg in coordinator.calls:
+                assert f'data-call="{leg.id}"' in live
+            assert f'data-bridge="{bridge.bridge_id}"' in live
+            assert live.count('class="state-on-call"') >= 2  # 1001 and 1002 (users, queue)
+            await call.hangup()
+            await settled(running)
