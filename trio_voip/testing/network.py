@@ -93,12 +93,7 @@ class Impairments:
         for name in ("delay", "jitter", "reorder_hold"):
             value = getattr(self, name)
             if not 0.0 <= value < math.inf:
-                raise TrioVoipError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
-
-    @property
-    def delays(self) -> bool:
-        """Whether a message may be held at all (else delivery is always immediate)."""
-        return self.delay > 0 or self.jitter > 0 or self.reorder > 0
+                raise TrioVoipError(f"{name} must be finite seconds >= 0, not {value!r}")
 
 
 @attrs.define
@@ -150,7 +145,14 @@ class MemoryNetwork:
         seed: int = 0,
         drop: Callable[[Packet], bool] | None = None,
     ) -> None:
-        self.impairments = Impairments(loss, duplicate, reorder, delay, jitter, reorder_hold)
+        self.impairments = Impairments(
+            loss=loss,
+            duplicate=duplicate,
+            reorder=reorder,
+            delay=delay,
+            jitter=jitter,
+            reorder_hold=reorder_hold,
+        )
         # Per-link impairments, used instead of ``impairments`` for (source, destination).
         self.links: dict[tuple[Address, Address], Impairments] = {}
         self.drop = drop
