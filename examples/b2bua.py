@@ -51,9 +51,9 @@ import attrs
 import trio
 
 from trio_voip import (
+    BridgeError,
     CallDecision,
     CallHandler,
-    BridgeError,
     CallSession,
     CallState,
     EndKind,
@@ -62,6 +62,7 @@ from trio_voip import (
     SessionManagerBuilder,
     TrioVoipError,
 )
+from trio_voip.errors import PortsExhausted
 from trio_voip.offer_answer import Codec, codec_of
 from trio_voip.sdp import SessionDescription
 from trio_voip.session import DecisionKind
@@ -217,6 +218,8 @@ class B2bua(CallHandler):
         except TrioVoipError as exc:
             logger.info("cannot call %s: %s", self.target, exc)
             self.stats.refused += 1
+            if isinstance(exc, PortsExhausted):  # out of relay ports: overload, not a fault
+                return CallDecision.reject(503)
             status = getattr(exc, "status", None)
             return CallDecision.reject(status if status and 400 <= status < 700 else 500)
         assert self._nursery is not None
@@ -333,30 +336,41 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 
 def make_builder(
-    host: str, port: int, max_calls: int, media: MediaMode = "passthrough"
+    host: str,
+    port: int,
+    max_calls: int,
+    media: MediaMode = "passthrough",
+    rtp_ports: tuple[int, int] | None = None,
 ) -> SessionManagerBuilder:
     """Two coordinator calls per B2BUA call. Passed-through SDP uses no RTP ports; relayed
-    media takes two relay endpoints per call (the default port range, 500 pairs, bounds the
-    relayed calls). Timer C bounds a callee that sends 100 Trying and then nothing (the
-    caller gets 408)."""
+    media takes two relay endpoints (four ports) per call from ``rtp_ports`` (default
+    20000-20999: 250 relayed calls at once; more are refused with 503). Timer C bounds a
+    callee that sends 100 Trying and then nothing (the caller gets 408)."""
     builder = (
         SessionManagerBuilder()
         .listen(host, port)
         .timers(TimerConfig(timer_c=CALLEE_TIMEOUT))
         .limits(max_calls=2 * max_calls)
     )
+    if rtp_ports is not None:
+        builder.rtp_ports(*rtp_ports)
     return builder.media_relay(True) if media == "relay" else builder
 
 
 async def serve(
-    host: str, port: int, target: SipUri, max_calls: int, media: MediaMode = "passthrough"
+    host: str,
+    port: int,
+    target: SipUri,
+    max_calls: int,
+    media: MediaMode = "passthrough",
+    rtp_ports: tuple[int, int] | None = None,
 ) -> None:
     b2bua = B2bua(target, media=media)
     coordinator: SessionCoordinator | None = None
     try:
         async with trio.open_nursery() as nursery:
             coordinator = await nursery.start(
-                b2bua.run, make_builder(host, port, max_calls, media)
+                b2bua.run, make_builder(host, port, max_calls, media, rtp_ports)
             )
             # Printed even with --quiet: scripts wait for this line before placing calls.
             for address in coordinator.addresses:
@@ -377,6 +391,8 @@ def main() -> int:
     parser.add_argument("--max-calls", type=int, default=10000, help="concurrent calls")
     parser.add_argument("--media", choices=get_args(MediaMode), default="passthrough",
                         help="pass SDP through (no media here) or relay RTP through us")
+    parser.add_argument("--rtp-ports", default=None, metavar="START-END",
+                        help="relay port range (default 20000-20999: 250 relayed calls)")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO)
@@ -384,7 +400,13 @@ def main() -> int:
     if not isinstance(target, SipUri):
         parser.error(f"--target must be a sip: or sips: URI, not {args.target}")
     host, port = parse_bind(args.bind)
-    trio.run(serve, host, port, target, args.max_calls, args.media)
+    rtp_ports = None
+    if args.rtp_ports is not None:
+        start, _, end = args.rtp_ports.partition("-")
+        if not (start.isdigit() and end.isdigit()):
+            parser.error(f"--rtp-ports must be START-END, not {args.rtp_ports}")
+        rtp_ports = (int(start), int(end))
+    trio.run(serve, host, port, target, args.max_calls, args.media, rtp_ports)
     return 0
 
 

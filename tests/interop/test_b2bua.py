@@ -6,6 +6,7 @@ to the caller) and checks that the B2BUA's coordinator holds nothing afterwards.
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections import Counter
 from pathlib import Path
@@ -166,3 +167,48 @@ def test_failure_mapping_is_always_a_final_failure(kind, status):
     assert not 500 <= mapped < 600 or mapped in (500, 502)
     if status is not None and 400 <= status < 700 and status not in (401, 407) and status < 500:
         assert mapped == status
+
+
+async def test_relay_mode_out_of_ports_refuses_with_503(sipp, unused_udp_port_pair, tmp_path):
+    # Four relay ports: one call's two endpoints. A second call while it lasts gets 503.
+    uas_port, uac_port = unused_udp_port_pair
+    log = tmp_path / "uac.log"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        first = probe.getsockname()[1] & ~1
+    b2bua = B2bua(SipUri(host="127.0.0.1", port=uas_port), media="relay")
+    builder = (
+        SessionManagerBuilder()
+        .listen("127.0.0.1", 0, transports=["UDP"])
+        .timers(CALLER_TIMERS)
+        .rtp_ports(first, first + 3)
+        .media_relay(True)
+    )
+    async with trio.open_nursery() as nursery:
+        coordinator = await nursery.start(b2bua.run, builder)
+        async with sipp_uas(uas_port, "uas", 1) as uas:
+            answered = []
+
+            async def first_call() -> None:
+                answered.append(await sipp_uac(coordinator.port(), uac_port, "uac", 1,
+                                               extra=["-d", "3000"]))
+
+            async with trio.open_nursery() as callers:
+                callers.start_soon(first_call)
+                while not b2bua.stats.bridged:
+                    await trio.sleep(0.05)
+                refused = await sipp_uac(coordinator.port(), _free_port(),
+                                         scenario("uac_rejected.xml"), 1,
+                                         extra=["-trace_logs", "-log_file", str(log)])
+        nursery.cancel_scope.cancel()
+    assert_clean(refused, 1)
+    assert Counter(log.read_text().split()) == {"final=503": 1}
+    assert_clean(answered[0], 1)
+    assert_clean(uas[0], 1)  # the first call went through untouched
+    assert (b2bua.stats.calls, b2bua.stats.answered, b2bua.stats.refused) == (2, 1, 1)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -586,3 +586,23 @@ async def test_b2bua_answers_the_caller_with_the_callees_codec(captures, tmp_pat
     a, b = watch.legs
     assert a.call.media is not None and b.call.media is not None
     assert a.call.media.codec.name == b.call.media.codec.name == "PCMA"
+
+
+# -- the harness: files copied into SIPp's directory --
+
+
+def test_sipp_pcaps_are_where_uac_pcap_looks():
+    files = sipp_pcaps()
+    if not files:
+        pytest.skip(f"SIPp's captures are not in {SIPP_PCAP_DIR}")
+    assert {"pcap/g711a.pcap", "pcap/dtmf_2833_1.pcap"} <= files.keys()
+    assert all(path.parent == SIPP_PCAP_DIR for path in files.values())
+
+
+@pytest.mark.parametrize("name", ["/tmp/evil.pcap", "../evil.pcap", "pcap/../../evil", ""])
+def test_sipp_files_stay_inside_its_directory(tmp_path, name):
+    source = tmp_path / "source"
+    source.write_bytes(b"x")
+    with pytest.raises(ValueError, match="relative path"):
+        trio.run(lambda: run_sipp("uac", target="127.0.0.1:9", local_port=9, calls=1,
+                                  files={name: source}))
