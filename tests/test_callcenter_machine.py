@@ -297,6 +297,23 @@ class CallCenterMachine(RuleBasedStateMachine):
         self.paused.discard(agent_id)
         self.do(legal, "agent_resume", agent_id)
 
+    @rule(data=st.data())
+    def redefine_agent(self, data: st.DataObject) -> None:
+        """Admin: new queues, skills, tier, order (not its limit: calls in progress stay)."""
+        if len(self.agents) < 2:
+            return
+        index = data.draw(st.integers(1, len(self.agents) - 1))
+        old = self.agents[f"a{index}"]
+        new = attrs.evolve(data.draw(agents(index)), max_concurrent=old.max_concurrent)
+        self.agents[new.agent_id] = new
+        self.observe(self.engine.update_agent(new, now=self.now))
+
+    @rule(queue_id=st.sampled_from(QUEUE_IDS), strategy=st.sampled_from(Strategy))
+    def change_strategy(self, queue_id: str, strategy: Strategy) -> None:
+        queue = attrs.evolve(self.queues[queue_id], strategy=strategy)
+        self.queues[queue_id] = queue
+        self.observe(self.engine.update_queue(queue, now=self.now))
+
     @rule(queue_id=st.sampled_from(QUEUE_IDS), priority=st.integers(0, 2))
     def arrive(self, queue_id: str, priority: int) -> None:
         self.count += 1

@@ -38,8 +38,10 @@ queue is *empty* for a rule when no agent that serves it (member, with its requi
 * ``STRICT``: logged in and not paused (busy agents count: they will be free).
 
 This is Asterisk's ``joinempty`` / ``leaveempty`` reduced to the two questions that matter.
-A caller refused at the door gets :class:`Reject` (480); ``leave_empty`` sends every waiting
-caller of a queue that becomes empty to its ``overflow`` target, at once.
+A caller refused at the door gets a ``Reject`` (480). ``leave_empty`` is checked when an
+agent stops taking calls (log-out, pause, auto-pause, a changed definition) or the queue's
+rules change, and sends every caller waiting in a queue that became empty to its ``overflow``
+target at once; a caller that joins an already empty queue (``join_empty`` allowed it) waits.
 """
 
 from __future__ import annotations
