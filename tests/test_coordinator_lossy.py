@@ -328,18 +328,20 @@ async def test_every_call_flow_over_a_bad_network(autojump_clock: trio.testing.M
 
 
 
-def short_session_timers(b: SessionManagerBuilder) -> SessionManagerBuilder:
-    return b.session_timers(config=SessionTimerConfig(session_expires=90))
+def session_timers(expires: int) -> Callable[[SessionManagerBuilder], SessionManagerBuilder]:
+    return lambda b: b.session_timers(config=SessionTimerConfig(session_expires=expires))
 
 
 async def test_session_refreshes_survive_a_bad_network(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # ten minutes a call: a dozen refreshes each, none may be lost for good
+    # Twenty minutes a call, a refresh every 150 s. The refresher gives up 300/3 s before the
+    # end, so each refresh has 50 s, more than its whole transaction (64*T1). (With the
+    # minimum 90 s it would have only 15 s: 6 tries, lost about once in 20000 at 10%.)
     network = MemoryNetwork(seed=9, **attrs.asdict(BAD))
-    run = await run_calls(network, 10, talk=600.0, setup=short_session_timers)
+    run = await run_calls(network, 10, talk=1200.0, setup=session_timers(300))
     check_run(run, 10)
-    assert len(network.sent("UPDATE")) >= 10 * 600 // 90
+    assert len(network.sent("UPDATE")) >= 10 * 1200 // 150
 
 
 async def test_a_partition_ends_calls_by_session_expiry(
@@ -360,7 +362,7 @@ async def test_a_partition_ends_calls_by_session_expiry(
         return Outcome(False, caller_reason, callee_reason, call.duration, "partition")
 
     run = await run_calls(
-        network, 5, handler=handler, place=cut_off, setup=short_session_timers, spacing=0.0
+        network, 5, handler=handler, place=cut_off, setup=session_timers(90), spacing=0.0
     )
     assert len(run.outcomes) == 5
     for outcome in run.outcomes:
