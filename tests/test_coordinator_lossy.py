@@ -335,13 +335,14 @@ def session_timers(expires: int) -> Callable[[SessionManagerBuilder], SessionMan
 async def test_session_refreshes_survive_a_bad_network(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # Twenty minutes a call, a refresh every 150 s. The refresher gives up 300/3 s before the
-    # end, so each refresh has 50 s, more than its whole transaction (64*T1). (With the
-    # minimum 90 s it would have only 15 s: 6 tries, lost about once in 20000 at 10%.)
+    # 1000 s a call, a refresh every 150 s (the BYE does not cross one: a refresh answered
+    # 481 would end the call as FAILED). The refresher gives up 300/3 s before the end, so
+    # each refresh has 50 s, more than its whole transaction (64*T1). (With the minimum
+    # 90 s it would have only 15 s: 6 tries, lost about once in 20000 at 10%.)
     network = MemoryNetwork(seed=9, **attrs.asdict(BAD))
-    run = await run_calls(network, 10, talk=1200.0, setup=session_timers(300))
+    run = await run_calls(network, 10, talk=1000.0, setup=session_timers(300))
     check_run(run, 10)
-    assert len(network.sent("UPDATE")) >= 10 * 1200 // 150
+    assert len(network.sent("UPDATE")) >= 10 * 1000 // 150
 
 
 async def test_a_partition_ends_calls_by_session_expiry(

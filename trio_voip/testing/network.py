@@ -18,7 +18,18 @@ predicate says so. TCP only ever gets delayed: it is never lost, duplicated or r
 A message that is not delivered at once waits in one heap run by :meth:`MemoryNetwork.run`
 (a single task per network, sleeping until the next arrival, so ``MockClock(autojump_threshold=0)``
 gets through any delay instantly); start it with ``await nursery.start(network.run)``. Without
-impairments that delay anything, delivery is immediate and ``run`` is not needed.
+impairments that delay anything, delivery is immediate and ``run`` is not needed::
+
+    network = MemoryNetwork(loss=0.1, duplicate=0.05, reorder=0.05, delay=0.02, jitter=0.06)
+    network.links[(alice, bob)] = Impairments(loss=0.5)  # one direction of one pair only
+    async with trio.open_nursery() as nursery:
+        await nursery.start(network.run)
+        ...  # endpoints on network.transport(host, port); network.stats counts what happened
+
+The seed reproduces the network's choices for a given sequence of sends. Trio runs tasks that
+are ready at the same instant in a shuffled order, and SIP endpoints pick random tags and
+branches, so whole runs of several endpoints vary from run to run even with one seed: tests
+over them assert what must hold for every such run.
 
 A UDP datagram to an address nobody listens on (at arrival) is lost silently, like on a real
 network; a TCP send to such an address raises :class:`~trio_voip.errors.TransportError`
