@@ -9,7 +9,7 @@ the relay forwards from the other phone. One thread, non-blocking sockets, epoll
 Per step it prints packets relayed per second, loss, late packets (delivered after
 ``--late-ms``, which a jitter buffer would discard: socket buffers hide an overloaded relay as
 latency before it shows as loss), added latency (send time stamped in the payload, so it
-includes the generator's own scheduling delay), relay CPU (of one core), the generator's CPU
+includes the generator's own scheduling delay), relay CPU (of one core) and per packet relayed, the generator's CPU
 (near 100% means the figure is the generator's or the machine's, not the relay's) and relay
 RSS per call. The figure is the largest N with lost + late < 0.1%.
 
@@ -228,6 +228,7 @@ def run_step(
             "p50": lat[len(lat) // 2] / 1e3 if lat else float("nan"),
             "p99": lat[int(len(lat) * 0.99)] / 1e3 if lat else float("nan"),
             "cpu": cpu / elapsed * 100,
+            "us_per_packet": cpu / phones.received * 1e6 if phones.received else float("nan"),
             "gen_cpu": gen_cpu / elapsed * 100,
             "rss_per_call": (rss - ready["rss_before"]) / calls,
             "send_blocked": phones.send_blocked,
@@ -258,7 +259,7 @@ def main() -> None:
     _raise_fd_limit()
     print(
         f"{'calls':>6} {'pkt/s':>9} {'loss %':>8} {'late %':>8} {'p50 us':>8} {'p99 us':>9}"
-        f" {'relay CPU':>9} {'gen CPU':>8} {'KiB/call':>8} {'relay drops':>11}"
+        f" {'relay CPU':>9} {'us/pkt':>6} {'gen CPU':>8} {'KiB/call':>8} {'relay drops':>11}"
     )
     best = None
     for calls in (int(c) for c in args.calls.split(",")):
@@ -266,7 +267,8 @@ def main() -> None:
         print(
             f"{r['calls']:>6} {r['pps']:>9,.0f} {r['loss']:>8.3f} {r['late']:>8.3f}"
             f" {r['p50']:>8.0f} {r['p99']:>9.0f}"
-            f" {r['cpu']:>8.1f}% {r['gen_cpu']:>7.1f}% {r['rss_per_call']:>8.1f}"
+            f" {r['cpu']:>8.1f}% {r['us_per_packet']:>6.1f} {r['gen_cpu']:>7.1f}%"
+            f" {r['rss_per_call']:>8.1f}"
             f" {r['relay_dropped']:>11}",
             flush=True,
         )

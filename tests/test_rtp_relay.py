@@ -456,3 +456,74 @@ async def test_burst_of_5000_without_loss(relay: RtpRelay, phones: list[Phone]) 
     assert len(got) == total
     assert ea.stats.packets_in == total and eb.stats.packets_out == total
     assert eb.stats.send_dropped == 0
+
+
+async def test_a_flooded_endpoint_does_not_starve_another(
+    relay: RtpRelay, phones: list[Phone]
+) -> None:
+    sink, _, _ = phones
+    sink.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    flood_total = 250  # what fits in a default socket buffer (about 256 such packets)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flooder, socket.socket(
+        socket.AF_INET, socket.SOCK_DGRAM
+    ) as quiet:
+        flooder.bind((HOST, 0))
+        quiet.bind((HOST, 0))
+        # Both calls send to the same phone, so its arrival order is the relay's order.
+        ea = relay.open_endpoint(flooder.getsockname())
+        ea_out = relay.open_endpoint(sink.addr)
+        eb = relay.open_endpoint(quiet.getsockname())
+        eb_out = relay.open_endpoint(sink.addr)
+        relay.connect(ea, ea_out)
+        relay.connect(eb, eb_out)
+        # Queue everything before the relay runs again: one wake-up sees both sockets ready.
+        for seq in range(flood_total):
+            flooder.sendto(rtp(seq, ssrc=1), (HOST, ea.local_port))
+        quiet.sendto(rtp(0, ssrc=2), (HOST, eb.local_port))
+        order: list[int] = []
+        with trio.fail_after(5):
+            while len(order) < flood_total + 1:
+                data, _ = await sink.sock.recvfrom(4096)
+                order.append(parse_rtp(data).ssrc)
+    # The quiet call's packet waits for at most one budget of the flood, not all of it.
+    assert order.index(2) < 200
+    assert ea.stats.packets_in == flood_total and eb.stats.packets_in == 1
+    assert ea.stats.bytes_in == flood_total * len(rtp(0))
+
+
+async def test_tap_closing_endpoints_mid_round(relay: RtpRelay, phones: list[Phone]) -> None:
+    b, _, _ = phones
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(
+        socket.AF_INET, socket.SOCK_DGRAM
+    ) as c:
+        a.bind((HOST, 0))
+        c.bind((HOST, 0))
+        ea = relay.open_endpoint(a.getsockname())
+        eb = relay.open_endpoint(b.addr)
+        relay.connect(ea, eb)
+        ec = relay.open_endpoint(c.getsockname())
+        ed = relay.open_endpoint(b.addr)
+        relay.connect(ec, ed)
+        reopened: list[MediaEndpoint] = []
+
+        def closer(view: memoryview, is_rtcp: bool) -> None:
+            if parse_rtp(view).sequence == 2:
+                ec.close()  # its socket is ready in this same round, after ea's
+                reopened.append(relay.open_endpoint(c.getsockname()))  # may reuse its fd
+                ea.close()  # mid-burst: packets 2-4 go nowhere
+
+        ea.add_tap(closer)
+        # Queued before the relay runs again, so one round sees both sockets ready.
+        for seq in range(1, 5):
+            a.sendto(rtp(seq), (HOST, ea.local_port))
+        c.sendto(rtp(9, ssrc=9), (HOST, ec.local_port))
+        assert (await b.recv())[0] == rtp(1)
+        assert await b.nothing()
+        assert ea.closed and ec.closed and ea.stats.packets_in == 2
+        assert ec.stats.packets_in == 0
+        assert relay.endpoint_count == 3 and relay.socket_count == 6
+        # The relay goes on serving what is left, including the endpoint the tap opened.
+        (new,) = reopened
+        relay.connect(new, eb)
+        c.sendto(rtp(10, ssrc=9), (HOST, new.local_port))
+        assert (await b.recv())[0] == rtp(10, ssrc=9)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import select
 import socket
 import struct
 from collections.abc import Callable, Collection
@@ -187,8 +188,6 @@ class MediaEndpoint:
     # packets are then not forwarded here (see trio_voip.rtp.ticker).
     playing: bool = False
     closed: bool = False
-    _scope: trio.CancelScope = attrs.field(factory=trio.CancelScope, repr=False)
-    _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
 
     @property
     def rtcp_port(self) -> int:
@@ -300,52 +299,34 @@ class MediaEndpoint:
         if self.closed:
             return
         self.closed = True
-        self._scope.cancel()
         if self.peer is not None:
             self.peer.peer = None
             self.peer = None
+        self.relay._forget(self)
         for sock in (self._rtp_sock, self._rtcp_sock):
             if sock is not None:
-                trio.lowlevel.notify_closing(sock)
                 sock.close()
-        self.relay._forget(self)
 
-    async def _run(self) -> None:
-        try:
-            with self._scope:
-                if self.closed:
-                    return
-                if self._rtcp_sock is None:
-                    await self._pump(self._rtp_sock, False)
-                else:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._pump, self._rtcp_sock, True)
-                        await self._pump(self._rtp_sock, False)
-        except trio.ClosedResourceError:
-            pass  # close() woke us: the endpoint is gone
-        finally:
-            self._done.set()
+    def _drain(self, sock: socket.socket, rtcp_port: bool) -> None:
+        """Forward what ``sock`` holds, up to the budget (the relay's drain loop calls this).
 
-    async def _pump(self, sock: socket.socket, rtcp_port: bool) -> None:
+        Everything a tap may change (peer, playing, remote, closed) is read again for each
+        packet; only counters of this endpoint are kept in locals and added once at the end.
+        """
         relay = self.relay
         buf = relay._buffer
         view = relay._view
         recv = sock.recvfrom_into
         stats = self.stats
         mux = self.rtcp_mux
-        rtp_latch = self._rtp_latch
-        rtcp_latch = self._rtcp_latch
-        now = trio.current_time
-        wait_readable = trio.lowlevel.wait_readable
-        # close() may run while this task is scheduled but not yet parked: never wait on a
-        # closed socket.
-        while not self.closed:
-            await wait_readable(sock)
+        latch = self._rtcp_latch if rtcp_port else self._rtp_latch
+        packets = octets = 0
+        try:
             for _ in range(_BUDGET):
                 try:
                     n, addr = recv(buf)
                 except BlockingIOError:
-                    break
+                    return
                 except OSError:
                     # e.g. an ICMP error queued on the socket by an earlier send
                     stats.recv_errors += 1
@@ -354,13 +335,14 @@ class MediaEndpoint:
                 if n < _RTCP_HEADER or buf[0] & 0xC0 != 0x80:
                     stats.malformed += 1
                     continue
-                rtcp = 192 <= buf[1] <= 223 if mux else rtcp_port
+                second = buf[1]
+                rtcp = 192 <= second <= 223 if mux else rtcp_port
                 if rtcp:
-                    if not 192 <= buf[1] <= 223:
+                    if not 192 <= second <= 223:
                         stats.malformed += 1
                         continue
-                    if (addr != rtcp_latch.address or not rtcp_latch.fixed) and not (
-                        rtcp_latch.accept(addr, now(), None)
+                    if (addr != latch.address or not latch.fixed) and not latch.accept(
+                        addr, trio.current_time(), None
                     ):
                         stats.foreign_dropped += 1
                         continue
@@ -369,15 +351,15 @@ class MediaEndpoint:
                     if n < _RTP_HEADER:
                         stats.malformed += 1
                         continue
-                    if (addr != rtp_latch.address or not rtp_latch.fixed) and not (
-                        rtp_latch.accept(addr, now(), buf[1] & 0x7F)
+                    if (addr != latch.address or not latch.fixed) and not latch.accept(
+                        addr, trio.current_time(), second & 0x7F
                     ):
                         stats.foreign_dropped += 1
                         continue
                     if relay.track_receiver_stats:
                         self._track(buf, n)
-                stats.packets_in += 1
-                stats.bytes_in += n
+                packets += 1
+                octets += n
                 if self._taps:
                     packet = view[:n]
                     for tap in self._taps:
@@ -418,6 +400,9 @@ class MediaEndpoint:
                 pstats.bytes_out += n
                 if rtcp:
                     pstats.rtcp_out += 1
+        finally:
+            stats.packets_in += packets
+            stats.bytes_in += octets
 
     def _track(self, buf: bytearray, n: int) -> None:
         first, second, seq, timestamp, ssrc = _FIXED.unpack_from(buf)
@@ -444,6 +429,12 @@ class RtpRelay:
     clock_rate: int = 8000
     _endpoints: set[MediaEndpoint] = attrs.field(init=False, factory=set, repr=False)
     _nursery: trio.Nursery | None = attrs.field(init=False, default=None, repr=False)
+    # Every endpoint socket, level-triggered; one task waits on it (see _serve).
+    _epoll: select.epoll | None = attrs.field(init=False, default=None, repr=False)
+    # fd -> (endpoint, socket, whether it is an RTCP port): what the drain loop serves.
+    _sockets: dict[int, tuple[MediaEndpoint, socket.socket, bool]] = attrs.field(
+        init=False, factory=dict, repr=False
+    )
     _buffer: bytearray = attrs.field(
         init=False, factory=lambda: bytearray(_RECV_BUFFER), repr=False
     )
@@ -477,16 +468,32 @@ class RtpRelay:
         """Serve until cancelled; on the way out every endpoint is closed and its ports freed."""
         if self._nursery is not None:
             raise RtpError("this relay is already running")
+        epoll = self._epoll = select.epoll()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.ticker.run)
                 task_status.started(self)
-                await trio.sleep_forever()
+                await self._serve(epoll)
         finally:
             self._nursery = None
             for endpoint in list(self._endpoints):
                 endpoint.close()
+            self._epoll = None
+            epoll.close()
+
+    async def _serve(self, epoll: select.epoll) -> None:
+        """The hot loop: one wake-up serves every socket that has packets, however many."""
+        wait_readable = trio.lowlevel.wait_readable
+        poll = epoll.poll
+        sockets = self._sockets
+        while True:
+            await wait_readable(epoll)
+            for fd, _ in poll(0):
+                # A tap may have closed an endpoint earlier in this round.
+                entry = sockets.get(fd)
+                if entry is not None:
+                    entry[0]._drain(entry[1], entry[2])
 
     def open_endpoint(
         self,
@@ -525,7 +532,10 @@ class RtpRelay:
             self.allocator.release(port)
             raise
         self._endpoints.add(endpoint)
-        self._nursery.start_soon(endpoint._run)
+        for sock, rtcp_port in ((rtp_sock, False), (rtcp_sock, True)):
+            if sock is not None:
+                self._sockets[sock.fileno()] = (endpoint, sock, rtcp_port)
+                self._epoll.register(sock, select.EPOLLIN)
         return endpoint
 
     def _bind(self, rtcp_mux: bool) -> tuple[socket.socket, socket.socket | None, int]:
@@ -578,13 +588,18 @@ class RtpRelay:
             endpoint.peer = None
 
     async def close_endpoint(self, endpoint: MediaEndpoint) -> None:
-        """Close ``endpoint`` and wait until its socket tasks have finished."""
+        """Close ``endpoint``; the relay never touches its sockets again."""
         endpoint.close()
-        await endpoint._done.wait()
+        await trio.lowlevel.checkpoint()
 
     def _forget(self, endpoint: MediaEndpoint) -> None:
         if endpoint in self._endpoints:
             self._endpoints.discard(endpoint)
+            for sock in (endpoint._rtp_sock, endpoint._rtcp_sock):
+                if sock is not None:
+                    del self._sockets[sock.fileno()]
+                    if self._epoll is not None:
+                        self._epoll.unregister(sock)
             self.allocator.release(endpoint.local_port)
             self.ticker.forget(endpoint)
 
