@@ -35,6 +35,7 @@ from trio_voip.callcenter import (
     Strategy,
     ToQueue,
     ToRecording,
+    WrapUpEnded,
 )
 from trio_voip.callcenter.model import check_agent_transition, check_caller_transition
 from trio_voip.errors import CallCenterError
@@ -401,7 +402,8 @@ def test_pause_and_logout_take_effect_after_the_call() -> None:
     assert engine.agent_state("a1") is AgentState.WRAP_UP
     out = run_until(engine, 8.0)
     assert out == [
-        AgentStateChanged("a1", AgentState.WRAP_UP, AgentState.PAUSED, 8.0, "coffee")
+        WrapUpEnded("a1", "c1", "q", 8.0),
+        AgentStateChanged("a1", AgentState.WRAP_UP, AgentState.PAUSED, 8.0, "coffee"),
     ]
     out = engine.call_ended("c2", now=9.0)
     # logged out: no wrap-up, straight offline
@@ -501,3 +503,16 @@ def test_admin_changes_at_runtime() -> None:
     engine.caller_abandons("c1", now=5.0)
     engine.remove_queue("q")
     assert engine.queues() == []
+
+
+def test_logout_cuts_wrap_up_short() -> None:
+    engine = center(Queue("q", wrap_up_time=30.0), agent("a1"))
+    engine.caller_arrives(Caller("c1", "s1"), "q", now=0.0)
+    engine.offer_answered("offer-1", now=1.0)
+    engine.call_ended("c1", now=2.0)
+    out = engine.agent_logout("a1", now=5.0)
+    assert out[:2] == [
+        WrapUpEnded("a1", "c1", "q", 5.0, cut_short=True),
+        AgentStateChanged("a1", AgentState.WRAP_UP, AgentState.OFFLINE, 5.0),
+    ]
+    assert engine.next_deadline() is None

@@ -51,6 +51,7 @@ from trio_voip.callcenter import (
     Strategy,
     ToQueue,
     ToRecording,
+    WrapUpEnded,
 )
 from trio_voip.errors import CallCenterError
 
@@ -120,6 +121,7 @@ class CallCenterMachine(RuleBasedStateMachine):
         self.callers: dict[str, _Seen] = {}
         self.offers: dict[str, tuple[str, str]] = {}  # offer -> (caller, agent)
         self.calls: dict[str, str] = {}  # caller -> agent
+        self.wrap_ups: set[tuple[str, str]] = set()  # (agent, caller)
         self.logged_in: set[str] = set()
         self.paused: set[str] = set()
         self.agent_states: dict[str, AgentState] = {}
@@ -178,6 +180,9 @@ class CallCenterMachine(RuleBasedStateMachine):
                         continue  # the caller's next event is its join (or refusal) there
                 assert seen.state is expected, (action, seen)
                 seen.final_action = True
+            elif isinstance(action, WrapUpEnded):
+                self.wrap_ups.remove((action.agent_id, action.caller_id))
+                assert action.cut_short == (action.agent_id not in self.logged_in)
             elif isinstance(action, PlayAnnouncement):
                 seen = self.callers[action.caller_id]
                 assert seen.state in IN_QUEUE and seen.queue_id == action.queue_id
@@ -202,6 +207,10 @@ class CallCenterMachine(RuleBasedStateMachine):
         seen = self.callers[event.caller_id]
         assert seen.queue_id == event.queue_id and seen.state is event.old, (event, seen)
         seen.state = event.new
+        if event.new is CallerState.COMPLETED and event.wrap_up > 0:
+            assert event.agent_id is not None and event.agent_id in self.logged_in
+            assert event.wrap_up == self.queues[event.queue_id].wrap_up_time
+            self.wrap_ups.add((event.agent_id, event.caller_id))
 
     def priority_of(self, caller_id: str) -> int:
         return int(caller_id.split("-")[1])
@@ -242,7 +251,19 @@ class CallCenterMachine(RuleBasedStateMachine):
 
     def engaged(self, agent_id: str) -> int:
         ringing = sum(1 for _, agent in self.offers.values() if agent == agent_id)
-        return ringing + sum(1 for agent in self.calls.values() if agent == agent_id)
+        wrapping = sum(1 for agent, _ in self.wrap_ups if agent == agent_id)
+        return ringing + wrapping + sum(1 for agent in self.calls.values() if agent == agent_id)
+
+    def expected_state(self, agent_id: str) -> AgentState:
+        if agent_id in self.calls.values():
+            return AgentState.ON_CALL
+        if any(agent == agent_id for _, agent in self.offers.values()):
+            return AgentState.RINGING
+        if any(agent == agent_id for agent, _ in self.wrap_ups):
+            return AgentState.WRAP_UP
+        if agent_id not in self.logged_in:
+            return AgentState.OFFLINE
+        return AgentState.PAUSED if agent_id in self.paused else AgentState.AVAILABLE
 
     def do(self, legal: bool, method: str, *args: object) -> None:
         call = getattr(self.engine, method)
@@ -273,9 +294,10 @@ class CallCenterMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 4))
     def logout(self, index: int) -> None:
         agent_id = f"a{index % len(self.agents)}"
-        self.do(agent_id in self.logged_in, "agent_logout", agent_id)
-        self.logged_in.discard(agent_id)
+        legal = agent_id in self.logged_in
+        self.logged_in.discard(agent_id)  # before the call, as the engine sees it
         self.paused.discard(agent_id)
+        self.do(legal, "agent_logout", agent_id)
 
     @rule(index=st.integers(0, 4), reason=st.sampled_from(["lunch", "training"]))
     def pause(self, index: int, reason: str) -> None:
@@ -445,6 +467,7 @@ class CallCenterMachine(RuleBasedStateMachine):
         for agent_id, agent in self.agents.items():
             assert self.engaged(agent_id) <= agent.max_concurrent
             assert self.engine.agent_state(agent_id) is self.agent_states[agent_id]
+            assert self.agent_states[agent_id] is self.expected_state(agent_id)
             status = self.engine.agent_status(agent_id)
             assert status.logged_in == (agent_id in self.logged_in)
             assert status.paused == (agent_id in self.paused)

@@ -22,6 +22,7 @@ from .actions import (
     QueueMetricsChanged,
     QueueStats,
     Reject,
+    WrapUpEnded,
 )
 from .engine import AgentStatus, CallCenter, WaitingCaller
 from .metrics import AgentStats, MetricsFold, interval_stats
@@ -76,6 +77,7 @@ __all__ = [
     "AgentStateChanged",
     "AgentPauseChanged",
     "CallerStateChanged",
+    "WrapUpEnded",
     "QueueMetricsChanged",
     "QueueStats",
     "AgentStats",

@@ -3,8 +3,8 @@
 Every engine input returns a list of these, in the order they happened. The driver performs
 the commands (:class:`OfferCall`, :class:`CancelOffer`, :class:`BridgeCallerToAgent`,
 :class:`Overflow`, :class:`Reject`, :class:`PlayAnnouncement`) and publishes the reports
-(:class:`AgentStateChanged`, :class:`AgentPauseChanged`, :class:`CallerStateChanged`,
-:class:`QueueMetricsChanged`);
+(:class:`AgentStateChanged`, :class:`AgentPauseChanged`, :class:`WrapUpEnded`,
+:class:`CallerStateChanged`, :class:`QueueMetricsChanged`);
 the reports, kept in order, are enough to rebuild every metric (:mod:`.metrics`).
 """
 
@@ -30,6 +30,7 @@ __all__ = [
     "AgentStateChanged",
     "AgentPauseChanged",
     "CallerStateChanged",
+    "WrapUpEnded",
     "QueueStats",
     "QueueMetricsChanged",
     "Action",
@@ -166,6 +167,18 @@ class AgentPauseChanged:
 
 
 @attrs.frozen
+class WrapUpEnded:
+    """Agent ``agent_id`` finished the after-call work of caller ``caller_id``'s call from
+    ``queue_id`` at ``at``: its wrap-up time ran out, or (``cut_short``) it logged out."""
+
+    agent_id: AgentId
+    caller_id: CallerId
+    queue_id: QueueId
+    at: float
+    cut_short: bool = False
+
+
+@attrs.frozen
 class CallerStateChanged:
     """Caller ``caller_id`` went from ``old`` (None: joining) to ``new`` in ``queue_id`` at
     ``at``. ``joined_at`` is when it joined this queue. A BRIDGED or COMPLETED change names
@@ -223,6 +236,7 @@ Action: TypeAlias = (
     | PlayAnnouncement
     | AgentStateChanged
     | AgentPauseChanged
+    | WrapUpEnded
     | CallerStateChanged
     | QueueMetricsChanged
 )

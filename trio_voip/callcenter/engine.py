@@ -68,6 +68,7 @@ from .actions import (
     QueueMetricsChanged,
     QueueStats,
     Reject,
+    WrapUpEnded,
 )
 from .metrics import AgentStats, MetricsFold
 from .model import (
@@ -152,7 +153,8 @@ class _AgentRt:
     pause_reason: str | None = None
     offers: dict[str, _Offer] = attrs.Factory(dict)
     calls: dict[CallerId, _CallerRt] = attrs.Factory(dict)
-    wrap_ups: set[_Timer] = attrs.Factory(set)
+    # wrap-up timer -> the call it follows (caller, queue)
+    wrap_ups: dict[_Timer, tuple[CallerId, QueueId]] = attrs.Factory(dict)
     idle_since: float = 0.0
     no_answer: int = 0
     retry_until: float = -math.inf
@@ -345,8 +347,9 @@ class CallCenter:
         rt.paused = False
         rt.pause_reason = None
         self._cancel_agent_offers(rt, CancelReason.AGENT_LOGGED_OUT)
-        for timer in rt.wrap_ups:
+        for timer, (caller_id, queue_id) in rt.wrap_ups.items():
             timer.cancelled = True
+            self._emit(WrapUpEnded(agent_id, caller_id, queue_id, now, cut_short=True))
         rt.wrap_ups.clear()
         self._refresh(rt)
         self._agent_left(rt)
@@ -466,7 +469,8 @@ class CallCenter:
         agent.talk_time += now - answered_at
         wrap = rt.queue.queue.wrap_up_time if agent.logged_in else 0.0
         if wrap > 0:
-            agent.wrap_ups.add(self._schedule(now + wrap, _Kind.WRAP_UP, agent))
+            timer = self._schedule(now + wrap, _Kind.WRAP_UP, agent)
+            agent.wrap_ups[timer] = (caller_id, rt.queue.queue.queue_id)
         elif not agent.engaged:
             agent.idle_since = now
         del self._callers[caller_id]
@@ -823,7 +827,8 @@ class CallCenter:
             self._missed(target)
         elif kind is _Kind.WRAP_UP:
             assert isinstance(target, _AgentRt)
-            target.wrap_ups.remove(timer)
+            caller_id, queue_id = target.wrap_ups.pop(timer)
+            self._emit(WrapUpEnded(target.agent.agent_id, caller_id, queue_id, self._now))
             if not target.engaged:
                 target.idle_since = self._now
             self._refresh(target)

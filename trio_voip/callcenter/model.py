@@ -316,8 +316,13 @@ class Agent:
     skills: Mapping[str, int] = attrs.field(factory=dict, converter=_skills)
     max_concurrent: int = attrs.field(default=1, validator=_count(1))
     tier: int = attrs.field(default=0, validator=_count(0))
-    order: int = attrs.field(default=0, validator=_count(0))
+    order: int = attrs.field(default=0)
     weight: float = attrs.field(default=1.0, validator=_positive)
+
+    @order.validator
+    def _check_order(self, _attr: object, value: object) -> None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise CallCenterError(f"order must be an integer, not {value!r}")
 
     def qualifies(self, required: Mapping[str, int]) -> bool:
         """Has every required skill at (at least) the required level."""
