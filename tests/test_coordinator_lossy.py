@@ -29,7 +29,7 @@ from trio_voip import (
 )
 from trio_voip.session.state import EndReason
 from trio_voip.sip.session_timer import SessionTimerConfig
-from trio_voip.testing.network import Impairments, MemoryNetwork, Packet
+from trio_voip.testing.network import Impairments, MemoryNetwork, NetworkStats, Packet
 
 A = ("127.0.0.1", 5060)
 B = ("127.0.0.1", 5070)
@@ -118,11 +118,11 @@ async def run_calls(
 ) -> Run:
     """``calls`` calls from A to B, started ``spacing`` apart, then SETTLE seconds of quiet.
 
-    By default each is answered, lasts ``talk`` seconds and is hung up by the caller (even
-    numbers) or the callee (odd); ``place(a, n)`` runs call ``n`` some other way.
+    By default each is answered (by ``handler``, an :class:`Answering` by default), lasts
+    ``talk`` seconds and is hung up by the caller (even numbers) or the callee (odd);
+    ``place(a, n)`` runs call ``n`` some other way.
     """
-    answering = Answering()
-    callee = handler or answering
+    callee = handler or Answering()
     outcomes: list[Outcome] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(network.run)
@@ -132,7 +132,8 @@ async def run_calls(
 
             async def record(n: int) -> None:
                 if place is None:
-                    outcomes.append(await one_call(a, answering, n, talk))
+                    assert isinstance(callee, Answering)
+                    outcomes.append(await one_call(a, callee, n, talk))
                 else:
                     outcomes.append(await place(a, n))
 
@@ -188,6 +189,28 @@ async def test_calls_over_a_link_that_loses_half_one_way(
     check_run(run, 10)
 
 
+async def test_calls_over_tcp_are_only_delayed(autojump_clock: trio.testing.MockClock) -> None:
+    handler = Answering()
+    network = MemoryNetwork(seed=3, **attrs.asdict(BAD))
+
+    async def over_tcp(a: SessionCoordinator, n: int) -> Outcome:
+        call = await a.make_call(BOB + ";transport=tcp", from_user=f"u{n}")
+        assert await call.wait_state(CallState.ACTIVE, timeout=PATIENCE) is CallState.ACTIVE
+        incoming = handler.calls[call.call_id]
+        assert await incoming.wait_state(CallState.ACTIVE, timeout=PATIENCE) is CallState.ACTIVE
+        await trio.sleep(10)
+        await (call if n % 2 == 0 else incoming).hangup()
+        with trio.fail_after(PATIENCE):
+            caller_reason, callee_reason = await call.wait_ended(), await incoming.wait_ended()
+        return Outcome(n % 2 == 0, caller_reason, callee_reason, call.duration)
+
+    run = await run_calls(network, 20, handler=handler, place=over_tcp)
+    check_run(run, 20)
+    # six messages a call (INVITE, 100, 200, ACK, BYE, 200), each once: TCP is reliable
+    assert {p.transport for p in network.log} == {"TCP"}
+    assert network.stats == NetworkStats(sent=120, delivered=120)
+
+
 @settings(max_examples=10, deadline=None)
 @given(
     seed=st.integers(0, 2**32),
@@ -200,11 +223,16 @@ async def test_calls_over_a_link_that_loses_half_one_way(
         jitter=st.floats(0, 0.1),
         reorder_hold=st.floats(0, 0.2),
     ),
+    answer_delay=st.sampled_from([0.0, 0.1, 2.0]),  # 0: no 100 Trying before the 200
+    talk=st.floats(0, 40),
 )
-def test_any_bad_network_leaves_nothing_behind(seed: int, impairments: Impairments) -> None:
+def test_any_bad_network_leaves_nothing_behind(
+    seed: int, impairments: Impairments, answer_delay: float, talk: float
+) -> None:
     async def main() -> Run:
         network = MemoryNetwork(seed=seed, **attrs.asdict(impairments))
-        return await run_calls(network, 6, talk=2.0, spacing=0.05)
+        handler = Answering(delay=answer_delay)
+        return await run_calls(network, 6, talk=talk, spacing=0.05, handler=handler)
 
     run = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     check_run(run, 6)
