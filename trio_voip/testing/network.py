@@ -11,9 +11,9 @@ with the sender) and logged in :attr:`MemoryNetwork.log`, in the order it was se
 
 The network can be impaired (:class:`Impairments`: ``loss``, ``duplicate``, ``reorder``,
 ``delay`` + ``jitter``), for the whole network or per link (``network.links[(source,
-destination)]``). Every random choice comes from one generator seeded with ``seed``, so a seed
-and a configuration reproduce a run exactly. UDP datagrams may also be lost when the ``drop``
-predicate says so. TCP only ever gets delayed: it is never lost, duplicated or reordered.
+destination)]``). Every random choice comes from one generator seeded with ``seed`` (see
+below for what that reproduces). UDP datagrams may also be lost when the ``drop`` predicate
+says so. TCP only ever gets delayed: it is never lost, duplicated or reordered.
 
 A message that is not delivered at once waits in one heap run by :meth:`MemoryNetwork.run`
 (a single task per network, sleeping until the next arrival, so ``MockClock(autojump_threshold=0)``
@@ -26,7 +26,8 @@ impairments that delay anything, delivery is immediate and ``run`` is not needed
         await nursery.start(network.run)
         ...  # endpoints on network.transport(host, port); network.stats counts what happened
 
-The seed reproduces the network's choices for a given sequence of sends. Trio runs tasks that
+A seed and a configuration reproduce the network's choices exactly for a given sequence of
+sends. Trio runs tasks that
 are ready at the same instant in a shuffled order, and SIP endpoints pick random tags and
 branches, so whole runs of several endpoints vary from run to run even with one seed: tests
 over them assert what must hold for every such run.
