@@ -121,9 +121,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def start_b2bua(port: int, target_port: int, media: str) -> subprocess.Popen[str]:
+    # Relay: 2500 calls' worth of ports, so the limit found is the B2BUA's, not the range's.
+    ports = ["--rtp-ports", "20000-29999"] if media == "relay" else []
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "examples" / "b2bua.py"), "--bind", f"127.0.0.1:{port}",
-         "--target", f"sip:127.0.0.1:{target_port}", "--quiet", "--media", media],
+         "--target", f"sip:127.0.0.1:{target_port}", "--quiet", "--media", media, *ports],
         stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None

@@ -1,7 +1,7 @@
 """A back-to-back user agent on the SessionCoordinator: every call in becomes one call out.
 
     python examples/b2bua.py --bind 127.0.0.1:5062 --target sip:127.0.0.1:5070 \
-        [--media passthrough|relay] [--quiet]
+        [--media passthrough|relay] [--rtp-ports 20000-20999] [--quiet]
 
 Each incoming call (the caller's leg, A) places one call to ``--target`` (the callee's leg, B)
 and the two are tied together:
@@ -16,7 +16,8 @@ and the two are tied together:
   endpoints. We do not transcode, so when the codec B chose is not one A offered, A is
   refused with 488 (and B hung up). Either leg ending ends the other, and with it the
   bridge (the coordinator publishes ParticipantRemoved ``hangup``, ``left_alone`` and
-  BridgeDestroyed).
+  BridgeDestroyed). Each call holds four ports of ``--rtp-ports``; when they run out, A
+  gets 503.
 * An INVITE without an offer is refused with 488 in both modes: the coordinator answers an
   offer in a 2xx by itself, so a late offer cannot be passed through.
 * The Request-URI of B is ``--target``; when the target has no user part, A's Request-URI user
