@@ -507,19 +507,17 @@ async def test_tap_closing_endpoints_mid_round(relay: RtpRelay, phones: list[Pho
         reopened: list[MediaEndpoint] = []
 
         def closer(view: memoryview, is_rtcp: bool) -> None:
-            if parse_rtp(view).sequence == 2:
-                ec.close()  # its socket is ready in this same round, after ea's
-                reopened.append(relay.open_endpoint(c.getsockname()))  # may reuse its fd
-                ea.close()  # mid-burst: packets 2-4 go nowhere
+            ec.close()  # its socket is ready in this same round, after ea's
+            reopened.append(relay.open_endpoint(c.getsockname()))  # may reuse its fd
+            ea.close()  # the packets still queued on it go nowhere
 
         ea.add_tap(closer)
         # Queued before the relay runs again, so one round sees both sockets ready.
         for seq in range(1, 5):
             a.sendto(rtp(seq), (HOST, ea.local_port))
         c.sendto(rtp(9, ssrc=9), (HOST, ec.local_port))
-        assert (await b.recv())[0] == rtp(1)
         assert await b.nothing()
-        assert ea.closed and ec.closed and ea.stats.packets_in == 2
+        assert ea.closed and ec.closed and ea.stats.packets_in == 1
         assert ec.stats.packets_in == 0
         assert relay.endpoint_count == 3 and relay.socket_count == 6
         # The relay goes on serving what is left, including the endpoint the tap opened.
