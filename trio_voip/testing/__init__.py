@@ -3,7 +3,13 @@ SIP network for deterministic tests, a stateful property test of the bridge API
 (``BridgeMachine``), and a bounded SIPp runner for interop tests."""
 
 from trio_voip.testing.bridges import BridgeApi, BridgeMachine, BridgeSystem, TableBridgeSystem
-from trio_voip.testing.network import MemoryNetwork, MemoryTransport, Packet
+from trio_voip.testing.network import (
+    Impairments,
+    MemoryNetwork,
+    MemoryTransport,
+    NetworkStats,
+    Packet,
+)
 from trio_voip.testing.sdp_strategies import (
     audio_offers,
     media_descriptions,
@@ -36,8 +42,10 @@ __all__ = [
     "BridgeMachine",
     "BridgeSystem",
     "TableBridgeSystem",
+    "Impairments",
     "MemoryNetwork",
     "MemoryTransport",
+    "NetworkStats",
     "Packet",
     "SippResult",
     "run_sipp",
