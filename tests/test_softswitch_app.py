@@ -27,6 +27,8 @@ from trio_voip.sip.registrar import RegistrationClient, RegistrationSucceeded
 from trio_voip.sip.uri import SipUri
 from trio_voip.softswitch import (
     HttpConfig,
+    Presence,
+    QueueConfig,
     RtpConfig,
     Running,
     SipConfig,
@@ -35,6 +37,7 @@ from trio_voip.softswitch import (
     serve,
 )
 from trio_voip.session import EndReason
+from trio_voip.testing.network import MemoryNetwork
 
 PASSWORDS = {"1001": "demo1001", "1002": "demo1002", "1003": "demo1003"}
 # Each phone its own RTP ports (the media test binds them), apart from the softswitch's.
@@ -312,6 +315,45 @@ async def test_queue_fallback_rings_free_agents_and_bridges_the_first_to_answer(
                 await settled(running)
 
 
+class Answering:
+    """A QueueRouter that answers every caller itself (as an engine playing music would)."""
+
+    name = "answering"
+
+    def __init__(self) -> None:
+        self.routed: list[tuple[CallSession, str]] = []
+
+    async def route(self, call: CallSession, queue: QueueConfig) -> CallDecision:
+        self.routed.append((call, queue.number))
+        return CallDecision.accept()
+
+    def queue_state(self, queue: QueueConfig, presence: Presence) -> dict:
+        waiting = [{"call": c.id, "from": str(c.remote_party.uri), "wait": 0.0}
+                   for c, _ in self.routed if c.state.live]
+        agents = [{"name": m, "state": presence.agent_state(m)} for m in queue.members]
+        return {"waiting": waiting, "agents": agents, "metrics": {"offered": len(self.routed)}}
+
+
+async def test_a_router_takes_the_queue_calls():
+    async with softswitch() as running:
+        router = running.softswitch.router = Answering()
+        port = sip_port(running)
+        async with phone("1001", port) as caller:
+            call = await dial(caller, "1001", "6000", port)
+            assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            assert [number for _, number in router.routed] == ["6000"]
+            state = running.softswitch.state()
+            assert state["router"] == "answering"
+            (queue,) = state["queues"]
+            assert queue["metrics"] == {"offered": 1}
+            assert {a["name"]: a["state"] for a in queue["agents"]} == {
+                "1001": "on-call", "1002": "offline", "1003": "offline"}
+            (leg,) = state["calls"]
+            assert (leg["queue"], leg["user"]) == ("6000", "1001")
+            await call.hangup()
+            await settled(running)
+
+
 async def test_a_queue_without_free_agents_is_480():
     async with softswitch() as running:
         port = sip_port(running)
@@ -380,3 +422,38 @@ async def test_shutdown_ends_live_calls_with_bye_and_frees_the_ports():
 def test_failure_status(status, expected):
     assert failure_status(EndReason(EndKind.REJECTED, status)) == expected
     assert failure_status(None) == 480
+
+
+async def test_describe_says_where_everything_listens():
+    lines: list[str] = []
+    config = test_config()
+    async with trio.open_nursery() as nursery:
+        running = await nursery.start(
+            lambda task_status: serve(config, echo=lines.append, task_status=task_status)
+        )
+        port = sip_port(running)
+        nursery.cancel_scope.cancel()
+    assert lines[0] == f"SIP      UDP 127.0.0.1:{port} (domain 127.0.0.1)"
+    assert lines[1] == "RTP      ports 33000-33099 on 127.0.0.1 (media relayed)"
+    assert lines[2] == f"HTTP     {running.http_url} (supervisor page; /api/state, WebSocket /ws)"
+    assert lines[3:] == [
+        "user     1001 (Alice), password demo1001",
+        "user     1002 (Bob), password demo1002",
+        "user     1003 (Carol), password demo1003",
+        "queue    6000 support: rings 1001, 1002, 1003",
+    ]
+    lines.clear()
+    # A public address, on the in-memory network (no socket is opened: no relay, no page).
+    public = SoftswitchConfig(
+        sip=SipConfig(host="192.0.2.1"), rtp=RtpConfig(relay=False), http=HttpConfig(enabled=False)
+    )
+    network = MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: serve(public, transport_factory=network.transport,
+                                      echo=lines.append, task_status=task_status)
+        )
+        nursery.cancel_scope.cancel()
+    assert lines[0].startswith("SIP      ") and "192.0.2.1:5060" in lines[0]
+    assert lines[2] == "HTTP     off"
+    assert lines[-1].startswith("warning  the demo users' passwords are published")

@@ -1,5 +1,7 @@
 """The softswitch's TOML configuration: defaults, overrides, and mistakes named by key and line."""
 
+import socket
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -7,6 +9,7 @@ from hypothesis import strategies as st
 from trio_voip.errors import ConfigError
 from trio_voip.softswitch import (
     DEMO_USERS,
+    EXAMPLE_CONFIG,
     QueueConfig,
     SoftswitchConfig,
     UserConfig,
@@ -61,7 +64,8 @@ def test_a_file_overrides_what_it_names():
         members = ["bob"]
         """
     )
-    assert (config.sip.port, config.sip.transports, config.sip.domain) == (5070, ("udp",), "pbx.test")
+    sip = config.sip
+    assert (sip.port, sip.transports, sip.domain) == (5070, ("udp",), "pbx.test")
     assert config.sip.host == "127.0.0.1"  # not named: default
     assert config.calls.ring_timeout == 12.0 and isinstance(config.calls.ring_timeout, float)
     assert config.users == (UserConfig("alice", "s3cret"), UserConfig("bob", "hunter2", "Bob"))
@@ -168,3 +172,64 @@ def test_the_command_line_reports_one_line_and_exit_code_2(tmp_path, capsys):
 def test_demo_users_have_their_published_passwords():
     assert [(u.name, u.password) for u in DEMO_USERS] == [
         ("1001", "demo1001"), ("1002", "demo1002"), ("1003", "demo1003")]
+
+
+def test_the_example_file_is_the_defaults(capsys):
+    assert parse_config(EXAMPLE_CONFIG) == SoftswitchConfig()
+    assert main(["config"]) == 0
+    assert capsys.readouterr().out == EXAMPLE_CONFIG
+
+
+def test_users_without_queues_drop_the_demo_queue():
+    config = parse_config("[[users]]\nname = 'ann'\npassword = 'x'\n")
+    assert config.queues == ()
+    assert not config.demo_users
+
+
+SECTIONS = {
+    "sip": ["host = '127.0.0.1'", "port = 5060", "transports = ['udp']", "auth_invite = true"],
+    "rtp": ["start = 20000", "end = 20999", "relay = false"],
+    "http": ["enabled = true", "port = 8080"],
+    "calls": ["ring_timeout = 5", "max_calls = 10"],
+}
+FILLER = st.sampled_from(["", "# a comment", "   ", "# bogus = 1 (commented out)"])
+
+
+@given(st.data())
+def test_an_unknown_key_is_found_on_its_line_wherever_it_is(data):
+    """Sections in any order, lines in any order, comments and blank lines anywhere, a few
+    users: an unknown key is reported at the line it is on."""
+    names = data.draw(st.permutations(list(SECTIONS)))
+    users = data.draw(st.integers(1, 3))
+    blocks: list[tuple[str, list[str]]] = [
+        (f"[{name}]", data.draw(st.permutations(SECTIONS[name]))) for name in names
+    ]
+    blocks += [("[[users]]", [f"name = 'u{i}'", "password = 'pw'"]) for i in range(users)]
+    target = data.draw(st.integers(0, len(blocks) - 1))
+    header, lines = blocks[target]
+    where = data.draw(st.integers(0, len(lines)))
+    blocks[target] = (header, lines[:where] + ["bogus = 1"] + lines[where:])
+    text: list[str] = []
+    for header, lines in blocks:
+        text.append(header)
+        for line in lines:
+            text.extend(data.draw(st.lists(FILLER, max_size=2)))
+            text.append(line)
+    exc = error("\n".join(text) + "\n")
+    section = blocks[target][0].strip("[]")
+    key = f"users[{target - len(names)}].bogus" if section == "users" else f"{section}.bogus"
+    assert exc.key == key
+    assert text[exc.line - 1] == "bogus = 1"
+
+
+def test_a_port_in_use_is_one_line_and_exit_code_1(tmp_path, capsys):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        path = tmp_path / "ss.toml"
+        path.write_text(f"[sip]\nport = {port}\ntransports = ['udp']\n[http]\nenabled = false\n"
+                        "[rtp]\nstart = 33000\nend = 33099\n")
+        assert main(["serve", "--config", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("trio-voip: cannot run the softswitch: ")
+    assert err.count("\n") == 1

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from trio_voip import CallState
 from trio_voip.errors import SoftswitchError
-from trio_voip.softswitch import Running
+from trio_voip.softswitch import Running, SupervisorServer
 from trio_voip.softswitch.web import PAGE, ReplayStream, parse_request_head
 
 from test_softswitch_app import Phone, dial, phone, settled, sip_port, softswitch
@@ -56,6 +56,7 @@ async def test_the_page_and_the_state():
         assert status == 200 and headers["Content-Type"] == "application/json"
         state = json.loads(body)
         assert state["type"] == "state" and state["format"] == 1
+        assert state["router"] == "ring-all fallback"
         assert [u["name"] for u in state["users"]] == ["1001", "1002", "1003"]
         assert state["calls"] == state["bridges"] == []
         assert state["queues"][0]["number"] == "6000"
@@ -165,7 +166,7 @@ async def test_state_pushes_are_debounced():
         async with trio_websocket.open_websocket_url(url) as ws:
             await next_state(ws, lambda s: True)
             for _ in range(50):
-                running.softswitch._bump()  # 50 changes at once
+                running.softswitch.notify_changed()  # 50 changes at once
             received = 0
             with trio.move_on_after(0.35):
                 while True:
@@ -203,3 +204,16 @@ async def test_replay_stream_gives_the_prefix_first():
     await stream.send_all(b"out")
     assert await left.receive_some() == b"out"
     await stream.aclose()
+
+
+async def test_pages_pushed_at_one_time_share_one_snapshot():
+    async with softswitch() as running:
+        server = SupervisorServer(running.softswitch, push_interval=0.2)
+        first = server.state_json()
+        assert server.state_json() is first
+        running.softswitch.notify_changed()
+        second = server.state_json()
+        assert second is not first
+        assert json.loads(second)["version"] == json.loads(first)["version"] + 1
+        await trio.sleep(0.25)  # same version, but the ages moved on
+        assert server.state_json() is not second

@@ -12,10 +12,19 @@ supervisor web page with live state over a WebSocket. Configured from TOML
         print(running.http_url, running.softswitch.state())
 """
 
-from trio_voip.softswitch.app import STATE_VERSION, Softswitch, failure_status, make_builder
+from trio_voip.softswitch.app import (
+    STATE_VERSION,
+    Presence,
+    QueueRouter,
+    RingAllFallback,
+    Softswitch,
+    failure_status,
+    make_builder,
+)
 from trio_voip.softswitch.config import (
     DEMO_QUEUES,
     DEMO_USERS,
+    EXAMPLE_CONFIG,
     STRATEGIES,
     CallsConfig,
     HttpConfig,
@@ -32,11 +41,15 @@ from trio_voip.softswitch.web import SupervisorServer
 
 __all__ = [
     "STATE_VERSION",
+    "Presence",
+    "QueueRouter",
+    "RingAllFallback",
     "Softswitch",
     "failure_status",
     "make_builder",
     "DEMO_QUEUES",
     "DEMO_USERS",
+    "EXAMPLE_CONFIG",
     "STRATEGIES",
     "CallsConfig",
     "HttpConfig",

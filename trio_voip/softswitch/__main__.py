@@ -1,7 +1,8 @@
 """``trio-voip serve [--config FILE]`` (or ``python -m trio_voip.softswitch serve``): run the
 softswitch until SIGINT/SIGTERM, then end the live calls (BYE) and exit 0.
 
-``trio-voip check --config FILE`` only reads the configuration. A configuration mistake is one
+``trio-voip check --config FILE`` only reads the configuration; ``trio-voip config`` prints
+the defaults as a commented file to start from. A configuration mistake is one
 line on stderr naming the key and its line, exit code 2; a softswitch that cannot start (a
 port in use) is one line too, exit code 1.
 """
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 import trio
 
 from trio_voip.errors import ConfigError, TrioVoipError
-from trio_voip.softswitch.config import SoftswitchConfig, load_config
+from trio_voip.softswitch.config import EXAMPLE_CONFIG, SoftswitchConfig, load_config
 from trio_voip.softswitch.server import serve
 
 __all__ = ["main", "run_until_signal"]
@@ -60,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("-v", "--verbose", action="store_true", help="log calls (INFO)")
     check_cmd = commands.add_parser("check", help="read a configuration and report mistakes")
     check_cmd.add_argument("--config", metavar="FILE", required=True)
+    commands.add_parser("config", help="print the defaults as a commented TOML file")
     args = parser.parse_args(argv)
+    if args.command == "config":
+        print(EXAMPLE_CONFIG, end="")
+        return 0
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -8,9 +8,10 @@ relay:
   hears 180 when the callee rings and is answered when the callee answers. A user who is
   not registered: 480; an unknown number: 404; a callee's refusal maps back (486 stays 486,
   5xx becomes 502; see :func:`failure_status`); no answer within ``calls.ring_timeout``: 480.
-* dialing a queue's number (``6000``): until the call engine's driver exists, the
-  pre-engine fallback rings every registered member that is not on a call, and bridges the
-  first to answer (the queue's ``strategy`` is not applied yet).
+* dialing a queue's number (``6000``) hands the call to ``softswitch.router`` (a
+  :class:`QueueRouter`). Until the call engine's driver exists that is
+  :class:`RingAllFallback`: it rings every registered member that is not on a call and
+  bridges the first to answer (the queue's ``strategy`` is not applied yet).
 * either side hanging up hangs up the other.
 
 The relay does not transcode: a callee that picks a codec the caller did not offer gets the
@@ -25,8 +26,8 @@ registration coming, going or expiring).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -49,7 +50,10 @@ from trio_voip.softswitch.config import QueueConfig, SoftswitchConfig
 from trio_voip.sip.registrar import Binding
 from trio_voip.sip.uri import SipUri
 
-__all__ = ["STATE_VERSION", "Softswitch", "failure_status", "make_builder"]
+__all__ = [
+    "STATE_VERSION", "Presence", "QueueRouter", "RingAllFallback", "Softswitch",
+    "failure_status", "make_builder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +114,11 @@ def _user_of(uri: object) -> str | None:
     return uri.user if isinstance(uri, SipUri) else None
 
 
+def _aor_user(aor: str) -> str:
+    """The user part of a canonical AOR (``sip:1001@host``)."""
+    return aor.partition(":")[2].rpartition("@")[0]
+
+
 def _codec_offered(caller: CallSession, callee: CallSession) -> bool:
     """Whether the codec the callee chose is one the caller offered (we do not transcode)."""
     media, offer = callee.media, caller.remote_sdp
@@ -130,12 +139,83 @@ def _codec_offered(caller: CallSession, callee: CallSession) -> bool:
     return False
 
 
-@attrs.define
-class _Waiting:
-    """A caller in a queue (pre-engine: while its agents ring)."""
+@attrs.frozen
+class Presence:
+    """Who is registered and who is on a call, at one moment: ``bindings`` are the live
+    registrations of each user, ``calls`` the live legs each user is the far end of."""
 
-    call: CallSession
-    since: float
+    bindings: Mapping[str, list[Binding]]
+    calls: Mapping[str, list[CallSession]]
+
+    def agent_state(self, user: str) -> str:
+        """offline, available, ringing or on-call (the call engine adds paused, wrap-up)."""
+        calls = self.calls.get(user, ())
+        # A user placing a call is busy with it; one we call rings until it answers.
+        if any(c.direction is CallDirection.INCOMING or c.established_at is not None
+               for c in calls):
+            return "on-call"
+        if calls:
+            return "ringing"
+        return "available" if self.bindings.get(user) else "offline"
+
+
+class QueueRouter(Protocol):
+    """What takes the calls to queue numbers; set ``softswitch.router`` before it runs.
+    ``route`` decides about a caller (it may take its time: ring agents, answer and play
+    music); ``queue_state`` is the queue's part of :meth:`Softswitch.state`: ``waiting``
+    (``call``, ``from``, ``wait``), ``agents`` (``name``, ``state``) and ``metrics``."""
+
+    name: str
+
+    async def route(self, call: CallSession, queue: QueueConfig) -> CallDecision: ...
+
+    def queue_state(self, queue: QueueConfig, presence: Presence) -> dict[str, Any]: ...
+
+
+class RingAllFallback:
+    """The pre-engine :class:`QueueRouter`, until the call engine's driver replaces it: ring
+    every registered member of the queue that is not on a call, bridge the first to answer
+    (:meth:`Softswitch.connect`); nobody free: 480."""
+
+    name = "ring-all fallback"
+
+    def __init__(self, softswitch: Softswitch) -> None:
+        self.softswitch = softswitch
+        # callers while their agents ring: call id -> (queue number, call, since)
+        self._waiting: dict[str, tuple[str, CallSession, float]] = {}
+
+    async def route(self, call: CallSession, queue: QueueConfig) -> CallDecision:
+        switch = self.softswitch
+        caller = _user_of(call.remote_party.uri)
+        presence = switch.presence()
+        free = [
+            m for m in queue.members if m != caller and presence.agent_state(m) == "available"
+        ]
+        if not free:
+            return CallDecision.reject(480, "No Agent Available")
+        self._waiting[call.id] = (queue.number, call, trio.current_time())
+        switch.notify_changed()
+        try:
+            return await switch.connect(call, free, queue.ring_timeout)
+        finally:
+            del self._waiting[call.id]
+            switch.notify_changed()
+
+    def queue_state(self, queue: QueueConfig, presence: Presence) -> dict[str, Any]:
+        now = trio.current_time()
+        return {
+            "waiting": [
+                {
+                    "call": call.id,
+                    "from": str(call.remote_party.uri),
+                    "wait": round(now - since, 1),
+                }
+                for number, call, since in self._waiting.values()
+                if number == queue.number
+            ],
+            "agents": [{"name": m, "state": presence.agent_state(m)} for m in queue.members],
+            "metrics": None,
+        }
 
 
 class Softswitch(CallHandler):
@@ -152,10 +232,9 @@ class Softswitch(CallHandler):
         self._queues = {queue.number: queue for queue in config.queues}
         self._coordinator: SessionCoordinator | None = None
         self._nursery: trio.Nursery | None = None
+        self.router: QueueRouter = RingAllFallback(self)
         # the user each leg we placed rings, by call id
         self._callee_of: dict[str, str] = {}
-        # the queue each waiting caller is in, by call id
-        self._waiting: dict[str, tuple[str, _Waiting]] = {}
         # callers answered, to be bridged with their callee's leg once their ACK is in
         self._pending: dict[str, CallSession] = {}
         self._version = 0
@@ -170,26 +249,56 @@ class Softswitch(CallHandler):
     async def run(
         self, *, task_status: trio.TaskStatus[Softswitch] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        # Cancelling a scope around ``async with coordinator`` would cancel its transport
+        # too, before its shutdown sends the BYEs. So the coordinator runs shielded and is
+        # left the ordinary way once we are cancelled (bounded by its shutdown timeout).
+        stop = trio.Event()
+        done = trio.Event()
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            await nursery.start(self._serve, stop, done)
+            task_status.started(self)
             try:
-                async with self._builder.handler(self).build() as coordinator:
-                    self._coordinator = coordinator
-                    nursery.start_soon(self._follow, coordinator.subscribe_to_session_events())
-                    nursery.start_soon(self._follow, coordinator.subscribe_to_bridge_events())
-                    nursery.start_soon(self._poll_registrations)
-                    task_status.started(self)
-                    await trio.sleep_forever()
+                await trio.sleep_forever()
             finally:
-                self._coordinator = None
-                nursery.cancel_scope.cancel()
+                stop.set()
+                with trio.CancelScope(shield=True):
+                    await done.wait()
+
+    async def _serve(
+        self, stop: trio.Event, done: trio.Event, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        try:
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    async with self._builder.handler(self).build() as coordinator:
+                        self._coordinator = coordinator
+                        nursery.start_soon(
+                            self._follow, coordinator.subscribe_to_session_events()
+                        )
+                        nursery.start_soon(
+                            self._follow, coordinator.subscribe_to_bridge_events()
+                        )
+                        nursery.start_soon(self._poll_registrations)
+                        task_status.started()
+                        await stop.wait()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._coordinator = None
+            done.set()
 
     # -- change notification --
 
-    def _bump(self) -> None:
+    def notify_changed(self) -> None:
+        """The state changed (e.g. the router's): the supervisor pages get it soon."""
         self._version += 1
         self._changed.set()
         self._changed = trio.Event()
+
+    @property
+    def version(self) -> int:
+        """Counts changes of :meth:`state` (see :meth:`wait_changed`)."""
+        return self._version
 
     async def wait_changed(self, seen: int) -> int:
         """Wait until the state changed since version ``seen`` (-1: return at once); returns
@@ -201,7 +310,7 @@ class Softswitch(CallHandler):
     async def _follow(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         async with events:
             async for _ in events:
-                self._bump()
+                self.notify_changed()
 
     def _registrations_seen(self) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
         location = self.coordinator.registrar.location
@@ -218,19 +327,25 @@ class Softswitch(CallHandler):
             now = self._registrations_seen()
             if now != seen:
                 seen = now
-                self._bump()
+                self.notify_changed()
 
     # -- who is where --
 
-    def bindings(self, user: str) -> list[Binding]:
-        """The live registrations of ``user``, best first."""
+    def presence(self) -> Presence:
+        """Who is registered and on which calls now (one pass over bindings and calls)."""
         location = self.coordinator.registrar.location
         now = trio.current_time()
-        found = []
+        bindings: dict[str, list[Binding]] = {}
         for aor in location.aors():
-            if aor.partition(":")[2].rpartition("@")[0] == user:
-                found.extend(location.lookup(aor, now))
-        return found
+            user = _aor_user(aor)
+            if user in self._users:
+                bindings.setdefault(user, []).extend(location.lookup(aor, now))
+        calls: dict[str, list[CallSession]] = {}
+        for call in self.coordinator.calls:
+            party = self._party(call)
+            if party is not None:
+                calls.setdefault(party, []).append(call)
+        return Presence(bindings, calls)
 
     def _party(self, call: CallSession) -> str | None:
         """Our user on the far end of ``call``: the caller of an incoming call, the callee
@@ -239,18 +354,6 @@ class Softswitch(CallHandler):
             return self._callee_of.get(call.id)
         user = _user_of(call.remote_party.uri)
         return user if user in self._users else None
-
-    def _agent_state(self, user: str) -> str:
-        """Pre-engine agent state: offline, available, ringing or on-call (the engine adds
-        paused and wrap-up)."""
-        calls = [c for c in self.coordinator.calls if self._party(c) == user]
-        # A user placing a call is busy with it; one we call rings until it answers.
-        if any(c.direction is CallDirection.INCOMING or c.established_at is not None
-               for c in calls):
-            return "on-call"
-        if calls:
-            return "ringing"
-        return "available" if self.bindings(user) else "offline"
 
     # -- admin operations --
 
@@ -271,10 +374,10 @@ class Softswitch(CallHandler):
         location = self.coordinator.registrar.location
         dropped = 0
         for aor in location.aors():
-            if aor.partition(":")[2].rpartition("@")[0] == user:
+            if _aor_user(aor) == user:
                 dropped += len(location.bindings(aor))
                 location.replace(aor, (), trio.current_time())
-        self._bump()
+        self.notify_changed()
         return dropped
 
     # -- the call handler --
@@ -282,45 +385,30 @@ class Softswitch(CallHandler):
     async def on_incoming_call(self, call: CallSession) -> CallDecision:
         invite = call.invite
         dialed = _user_of(invite.uri) if invite is not None else None
-        caller = _user_of(call.remote_party.uri) or "anonymous"
         if invite is None or not invite.body:
             return CallDecision.reject(488, "Offer Required")
         if dialed in self._users:
-            if not self.bindings(dialed):
+            if not self.presence().bindings.get(dialed):
                 return CallDecision.reject(480, "Not Registered")
-            return await self._connect(call, caller, [dialed], self.config.calls.ring_timeout)
+            return await self.connect(call, [dialed], self.config.calls.ring_timeout)
         queue = self._queues.get(dialed or "")
         if queue is not None:
-            return await self._queue_fallback(call, caller, queue)
+            return await self.router.route(call, queue)
         return CallDecision.reject(404)
 
-    async def _queue_fallback(
-        self, call: CallSession, caller: str, queue: QueueConfig
-    ) -> CallDecision:
-        """Pre-engine fallback, replaced by the call engine's driver: ring every registered
-        member of ``queue`` not on a call, bridge the first to answer."""
-        free = [m for m in queue.members if m != caller and self._agent_state(m) == "available"]
-        if not free:
-            return CallDecision.reject(480, "No Agent Available")
-        self._waiting[call.id] = (queue.number, _Waiting(call, trio.current_time()))
-        self._bump()
-        try:
-            return await self._connect(call, caller, free, queue.ring_timeout)
-        finally:
-            del self._waiting[call.id]
-            self._bump()
-
-    async def _connect(
-        self, call: CallSession, caller: str, users: list[str], timeout: float
-    ) -> CallDecision:
-        """Call ``users`` for ``call``, answer it when the first answers (the others are
-        hung up), refuse it when none does."""
+    async def connect(self, call: CallSession, users: list[str], timeout: float) -> CallDecision:
+        """Call ``users`` (registered ones) for the incoming ``call``: the caller hears 180
+        once one rings; the first to answer within ``timeout`` s is bridged with it (the
+        others are hung up) and the decision is to answer; none: the refusal to give."""
+        caller = _user_of(call.remote_party.uri) or "anonymous"
         display = call.remote_party.display_name
         legs: list[CallSession] = []
         refusal: EndReason | None = None
         for user in users:
             try:
-                leg = await self.coordinator.make_call(user, from_user=caller, display_name=display)
+                leg = await self.coordinator.make_call(
+                    user, from_user=caller, display_name=display
+                )
             except CallError as exc:
                 logger.info("cannot call %s for %s: %s", user, call.id, exc)
                 refusal = EndReason(EndKind.FAILED, exc.status)
@@ -358,7 +446,9 @@ class Softswitch(CallHandler):
 
             async def watch(leg: CallSession) -> None:
                 nonlocal winner, rang
-                state = await leg.wait_state(CallState.RINGING, CallState.ACTIVE, CallState.ON_HOLD)
+                state = await leg.wait_state(
+                    CallState.RINGING, CallState.ACTIVE, CallState.ON_HOLD
+                )
                 if state is CallState.RINGING:
                     if not rang:
                         rang = True
@@ -405,11 +495,13 @@ class Softswitch(CallHandler):
     # -- the supervisor's view --
 
     def state(self) -> dict[str, Any]:
-        """A JSON-ready snapshot: ``users`` (with registrations and agent state), ``calls``,
-        ``bridges``, ``queues`` (waiting callers, agents; ``metrics`` once the engine
-        runs), ``stats`` (the coordinator's counters). Ages are seconds at ``version``."""
+        """A JSON-ready snapshot: ``users`` (registrations and agent state), ``calls``,
+        ``bridges``, ``queues`` (the router's ``waiting``, ``agents``, ``metrics``),
+        ``router`` (its name), ``stats`` (the coordinator's counters). Ages and waits are
+        seconds; ``version`` counts changes."""
         coordinator = self.coordinator
         now = trio.current_time()
+        presence = self.presence()
         bridge_of = {}
         bridges = []
         for info in coordinator.list_bridges():
@@ -420,22 +512,28 @@ class Softswitch(CallHandler):
             })
             for session in info.participants:
                 bridge_of[session] = info.bridge_id
+        queues = []
+        queue_of = {}
+        for queue in self._queues.values():
+            part = self.router.queue_state(queue, presence)
+            queues.append({"number": queue.number, "name": queue.name,
+                           "strategy": queue.strategy, **part})
+            for waiting in part["waiting"]:
+                queue_of[waiting["call"]] = queue.number
         calls = []
         for call in coordinator.calls:
-            queue = self._waiting.get(call.id)
+            incoming = call.direction is CallDirection.INCOMING
             calls.append({
                 "id": call.id,
                 "direction": call.direction.value,
                 "state": call.state.value,
-                "from": str(call.remote_party.uri if call.direction is CallDirection.INCOMING
-                            else call.local_party.uri),
-                "to": str(call.local_party.uri if call.direction is CallDirection.INCOMING
-                          else call.remote_party.uri),
+                "from": str(call.remote_party.uri if incoming else call.local_party.uri),
+                "to": str(call.local_party.uri if incoming else call.remote_party.uri),
                 "user": self._party(call),
                 "age": round(now - call.created_at, 1),
                 "talk": round(call.duration, 1),
                 "bridge": bridge_of.get(call.id),
-                "queue": queue[0] if queue else None,
+                "queue": queue_of.get(call.id),
             })
         users = []
         for user in self._users.values():
@@ -447,35 +545,20 @@ class Softswitch(CallHandler):
                     "expires_in": b.expires_in(now),
                     "user_agent": b.user_agent,
                 }
-                for b in self.bindings(user.name)
+                for b in presence.bindings.get(user.name, ())
             ]
             users.append({
                 "name": user.name,
                 "display_name": user.display_name,
                 "online": bool(contacts),
-                "state": self._agent_state(user.name),
+                "state": presence.agent_state(user.name),
                 "contacts": contacts,
-            })
-        queues = []
-        for queue in self._queues.values():
-            waiting = [
-                {"call": w.call.id, "from": str(w.call.remote_party.uri),
-                 "wait": round(now - w.since, 1)}
-                for number, w in self._waiting.values() if number == queue.number
-            ]
-            queues.append({
-                "number": queue.number,
-                "name": queue.name,
-                "strategy": queue.strategy,
-                "waiting": waiting,
-                "agents": [{"name": m, "state": self._agent_state(m)} for m in queue.members],
-                "metrics": None,
             })
         return {
             "type": "state",
             "format": STATE_VERSION,
             "version": self._version,
-            "engine": False,
+            "router": self.router.name,
             "sip": [f"{a.transport.lower()}:{a.host}:{a.port}" for a in coordinator.addresses],
             "users": users,
             "calls": calls,

@@ -4,43 +4,8 @@ Every key has a default, and the defaults are the demo setup (SIP on 127.0.0.1:5
 RTP 20000-20999 relayed, users 1001-1003, queue 6000 ringing them, the supervisor page on
 http://127.0.0.1:8080/), so an empty file, or none, runs the demo. A file overrides what it
 names; ``[[users]]`` / ``[[queues]]`` replace the demo lists as a whole (users without
-queues: no queues)::
-
-    [sip]
-    host = "127.0.0.1"        # where SIP listens (UDP and TCP)
-    port = 5060
-    transports = ["udp", "tcp"]
-    domain = "pbx.example"    # our domain (From, Digest realm); default: the host
-    advertise = "192.0.2.10"  # the host written in Contact and SDP (behind NAT)
-    auth_invite = true        # calls in must authenticate as a user (Digest)
-    digest_algorithms = ["SHA-256", "MD5"]
-
-    [rtp]
-    start = 20000             # the relay's port range (even RTP + odd RTCP ports)
-    end = 20999
-    relay = true              # media flows through us (bridges connect relay endpoints)
-
-    [http]
-    enabled = true
-    host = "127.0.0.1"        # the supervisor page
-    port = 8080
-
-    [calls]
-    ring_timeout = 30.0       # seconds an extension may ring before the caller gets 480
-    max_calls = 1000          # call legs (a bridged call is two)
-    shutdown_timeout = 2.0    # how long live calls get to end (BYE) on shutdown
-
-    [[users]]
-    name = "1001"             # the SIP user (the extension you dial)
-    password = "..."
-    display_name = "Alice"
-
-    [[queues]]
-    number = "6000"           # the number you dial
-    name = "support"
-    strategy = "ring-all"
-    members = ["1001", "1002"]
-    ring_timeout = 20.0
+queues: no queues). :data:`EXAMPLE_CONFIG` (``trio-voip config`` prints it) is the defaults
+written out, with a comment on every key.
 
 A mistake raises :class:`~trio_voip.errors.ConfigError` naming the key and its line
 (``softswitch.toml:7: sip.port: must be 0-65535, not 70000``).
@@ -62,6 +27,7 @@ from trio_voip.errors import ConfigError
 from trio_voip.sip.digest import SUPPORTED_ALGORITHMS
 
 __all__ = [
+    "EXAMPLE_CONFIG",
     "STRATEGIES",
     "DEMO_USERS",
     "DEMO_QUEUES",
@@ -85,6 +51,64 @@ STRATEGIES = (
 
 # A SIP user part we accept as a user name or a dialable number: no escaping needed.
 _NAME = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
+
+#: The embedded defaults as a TOML file, every key explained: a file to start from.
+EXAMPLE_CONFIG = """\
+# trio-voip softswitch configuration. Every key is optional: this file is the defaults.
+
+[sip]
+host = "127.0.0.1"              # where SIP listens (UDP and TCP); "0.0.0.0" for all
+port = 5060
+transports = ["udp", "tcp"]
+# domain = "pbx.example"        # our domain (From, Digest realm); default: the host
+# advertise = "192.0.2.10"      # the host written in Contact and SDP (behind NAT)
+auth_invite = true              # calls in must authenticate as one of the users (Digest)
+# The Digest challenges, in order; ["MD5"] for UAs that answer only the first (SIPp).
+digest_algorithms = ["SHA-256", "MD5"]
+
+[rtp]
+start = 20000                   # the relay's ports: an even RTP and the odd RTCP port per call leg
+end = 20999
+relay = true                    # media flows through us (a bridge connects two relay endpoints)
+
+[http]
+enabled = true                  # the supervisor page (/, /api/state, WebSocket /ws)
+host = "127.0.0.1"
+port = 8080
+
+[calls]
+ring_timeout = 30.0             # seconds an extension may ring before the caller gets 480
+max_calls = 1000                # call legs at once (a bridged call is two)
+shutdown_timeout = 2.0          # seconds live calls get to end (BYE) when we stop
+
+# Users register with their name and password and are called by their name (the extension).
+# Setting users replaces the demo users; the demo queue goes with them unless queues are set.
+[[users]]
+name = "1001"
+password = "demo1001"
+display_name = "Alice"
+
+[[users]]
+name = "1002"
+password = "demo1002"
+display_name = "Bob"
+
+[[users]]
+name = "1003"
+password = "demo1003"
+display_name = "Carol"
+
+# Calls to a queue's number ring its members (until the call engine runs: every free member
+# at once, the first to answer takes the call, whatever the strategy).
+[[queues]]
+number = "6000"
+name = "support"
+# ring-all, longest-idle, round-robin, fewest-calls, least-talk-time, linear, random,
+# weighted-random, skill-based, ring-progressively
+strategy = "ring-all"
+members = ["1001", "1002", "1003"]
+ring_timeout = 20.0             # seconds the members ring before the caller gets 480
+"""
 
 
 def _fail(attribute: attrs.Attribute[Any], message: str) -> typing.NoReturn:
@@ -291,7 +315,9 @@ class _Reader:
             raise self.error(f"must be {_type_name(tp)}, not {_describe(value)}", path)
         return float(value) if tp is float else value  # type: ignore[arg-type]
 
-    def table(self, data: Mapping[str, object], cls: type[Any], path: tuple[str | int, ...]) -> Any:
+    def table(
+        self, data: Mapping[str, object], cls: type[Any], path: tuple[str | int, ...]
+    ) -> Any:
         fields = attrs.fields_dict(cls)
         hints = typing.get_type_hints(cls)
         for key in data:

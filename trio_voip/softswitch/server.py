@@ -44,7 +44,16 @@ def describe(running: Running) -> list[str]:
     for queue in config.queues:
         members = ", ".join(queue.members) or "no members"
         lines.append(f"queue    {queue.number} {queue.name}: rings {members}")
+    if config.demo_users and not _loopback(config.sip.host):
+        lines.append(
+            "warning  the demo users' passwords are published: listen on 127.0.0.1 "
+            "or configure [[users]]"
+        )
     return lines
+
+
+def _loopback(host: str) -> bool:
+    return host.startswith("127.") or host in ("::1", "localhost")
 
 
 async def serve(

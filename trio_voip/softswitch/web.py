@@ -133,6 +133,19 @@ class SupervisorServer:
     def __init__(self, softswitch: Softswitch, *, push_interval: float = 0.1) -> None:
         self.softswitch = softswitch
         self.push_interval = push_interval
+        # (version, when, JSON): one snapshot serves every page pushed within push_interval
+        self._snapshot: tuple[int, float, str] | None = None
+
+    def state_json(self) -> str:
+        """The softswitch's state as JSON, shared by the pages pushed at about one time."""
+        now = trio.current_time()
+        version = self.softswitch.version
+        cached = self._snapshot
+        if cached is not None and cached[0] == version and now - cached[1] < self.push_interval:
+            return cached[2]
+        text = json.dumps(self.softswitch.state())
+        self._snapshot = (version, now, text)
+        return text
 
     async def run(
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -195,7 +208,7 @@ class SupervisorServer:
         seen = -1
         while True:
             seen = await self.softswitch.wait_changed(seen)
-            await ws.send_message(json.dumps(self.softswitch.state()))
+            await ws.send_message(self.state_json())
             await trio.sleep(self.push_interval)
 
     async def _commands(self, ws: trio_websocket.WebSocketConnection) -> None:
@@ -276,7 +289,9 @@ function table(id, headers, rows) {
   if (!rows.length) { box.append(el("div", {class: "empty"}, "none")); return; }
   const t = el("table", {id: id + "-table"});
   t.append(el("tr", {}, ...headers.map(h => el("th", {}, h))));
-  for (const row of rows) t.append(el("tr", row.attrs || {}, ...row.cells.map(c => el("td", {}, c))));
+  for (const row of rows) {
+    t.append(el("tr", row.attrs || {}, ...row.cells.map(c => el("td", {}, c))));
+  }
   box.append(t);
 }
 
@@ -292,12 +307,13 @@ function render(s) {
       q.number, q.name, q.strategy,
       q.waiting.length ? q.waiting.map(w => w.from + " (" + w.wait + " s)").join(", ") : "0",
       el("span", {}, ...q.agents.flatMap(a => [a.name + " ", badge(a.state), "  "])),
-      q.metrics ? JSON.stringify(q.metrics) : "engine not running"]})));
+      q.metrics ? JSON.stringify(q.metrics) : "none (" + s.router + ")"]})));
   table("users", ["User", "Name", "State", "Registered from", ""],
     s.users.map(u => ({attrs: {"data-user": u.name}, cells: [
       u.name, u.display_name, badge(u.state),
       u.contacts.map(c => (c.source || c.uri) + " (" + c.expires_in + " s)").join(", "),
-      u.online ? el("button", {onclick: () => send({op: "logout", user: u.name})}, "log out") : ""]})));
+      u.online ? el("button", {onclick: () => send({op: "logout", user: u.name})}, "log out")
+               : ""]})));
   table("calls", ["Call", "From", "To", "State", "Age", "Talk", "Bridge", ""],
     s.calls.map(c => ({attrs: {"data-call": c.id, class: "call"}, cells: [
       c.id + (c.queue ? " (queue " + c.queue + ")" : ""), c.from, c.to, badge(c.state),
