@@ -31,11 +31,13 @@ from trio_voip import (
     BridgeEvent,
     CallHandler,
     CallSession,
+    DtmfReceived,
     EndKind,
     ParticipantAdded,
     ParticipantRemoved,
     RemovalReason,
     SessionCoordinator,
+    SessionEvent,
     SessionManagerBuilder,
 )
 from trio_voip.rtp.relay import EndpointStats, MediaEndpoint
@@ -352,15 +354,29 @@ class Leg:
 
 @attrs.define
 class BridgeWatch:
-    """Every bridge event, and a :class:`Leg` per participant added (taps attached then)."""
+    """Every bridge event, a :class:`Leg` per participant added (taps attached then), and
+    the DTMF digits the coordinator reported."""
 
     coordinator: SessionCoordinator
     events: list[BridgeEvent] = attrs.field(factory=list)
     legs: list[Leg] = attrs.field(factory=list)
+    digits: list[DtmfReceived] = attrs.field(factory=list)
     on_event: Callable[[BridgeEvent], None] | None = None
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        with self.coordinator.subscribe_to_bridge_events() as channel:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._digits, self.coordinator.subscribe_to_session_events())
+            await self._bridges(self.coordinator.subscribe_to_bridge_events(), task_status)
+
+    async def _digits(self, channel: trio.MemoryReceiveChannel[SessionEvent]) -> None:
+        with channel:
+            async for event in channel:
+                if isinstance(event, DtmfReceived):
+                    self.digits.append(event)
+
+    async def _bridges(self, channel: trio.MemoryReceiveChannel[BridgeEvent],
+                       task_status: trio.TaskStatus[None]) -> None:
+        with channel:
             task_status.started()
             async for event in channel:
                 self.events.append(event)
@@ -548,6 +564,10 @@ async def test_b2bua_relays_rfc4733_digits(captures, tmp_path, unused_udp_port_p
     assert assert_relayed(a, b) == len(DTMF)
     assert b.heard == {dtmf_key(): len(DTMF)}
     assert assert_relayed(b, a) == len(DTMF)
+    # The coordinator's RFC 4733 detector saw the digit on both legs (the echo is the
+    # callee "pressing" it back).
+    assert sorted((d.session_id, d.digit, d.method) for d in watch.digits) == sorted(
+        (leg.call.id, "1", "rfc4733") for leg in (a, b))
 
 
 async def test_b2bua_refuses_a_caller_without_the_callees_codec(captures, tmp_path,
