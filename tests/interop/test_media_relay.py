@@ -309,14 +309,15 @@ async def uac(target: int, port: int, scen: str, *, extra: list[str] | None = No
 
 
 @asynccontextmanager
-async def uas(port: int, scen: str, calls: int = 1,
-              timeout: float = 40) -> AsyncIterator[list[SippResult]]:
+async def uas(port: int, scen: str, calls: int = 1, timeout: float = 40,
+              extra: list[str] | None = None) -> AsyncIterator[list[SippResult]]:
     """A SIPp callee echoing RTP; the list holds its result once the block is left."""
     result: list[SippResult] = []
 
     async def run(task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
         result.append(await run_sipp(scen, target=None, local_port=port, calls=calls,
-                                     timeout=timeout, extra=media_args(echo=True),
+                                     timeout=timeout,
+                                     extra=[*media_args(echo=True), *(extra or [])],
                                      task_status=task_status))
 
     async with trio.open_nursery() as nursery:
@@ -571,6 +572,22 @@ async def test_b2bua_relays_rfc4733_digits(captures, tmp_path, unused_udp_port_p
     # callee "pressing" it back).
     assert sorted((d.session_id, d.digit, d.method) for d in watch.digits) == sorted(
         (leg.call.id, "1", "rfc4733") for leg in (a, b))
+
+
+async def test_b2bua_callee_hanging_up_ends_the_bridge_and_the_caller(sipp, unused_udp_port_pair):
+    # PCMU both sides (uas_bye.xml, uac_wait_bye.xml); the callee hangs up 500 ms after
+    # its ACK, and the B2BUA's rule (either leg ends the other) BYEs the caller.
+    uas_port, uac_port = unused_udp_port_pair
+    async with relaying_b2bua(uas_port) as (b2bua, watch):
+        async with uas(uas_port, scenario("uas_bye.xml"), extra=["-d", "500"]) as callee:
+            caller = await uac(b2bua.coordinator.port(), uac_port, scenario("uac_wait_bye.xml"))
+    assert_clean(caller, 1)  # the caller got our BYE
+    assert_clean(callee[0], 1)  # the callee's BYE was answered
+    a, b = watch.legs
+    assert_bridge_lifecycle(watch.events, a.call.id, b.call.id, b.call.id)
+    assert b.call.end_reason.kind is EndKind.REMOTE_HANGUP
+    assert a.call.end_reason.kind is EndKind.LOCAL_HANGUP
+    assert (b2bua.stats.answered, b2bua.stats.bridged, b2bua.stats.active) == (1, 1, 0)
 
 
 async def test_b2bua_refuses_a_caller_without_the_callees_codec(captures, tmp_path,
