@@ -516,3 +516,14 @@ def test_logout_cuts_wrap_up_short() -> None:
         AgentStateChanged("a1", AgentState.WRAP_UP, AgentState.OFFLINE, 5.0),
     ]
     assert engine.next_deadline() is None
+
+
+def test_a_new_tier_escalates_callers_already_waiting() -> None:
+    engine = center(Queue("q", tier_wait=10.0), agent("t0"))
+    engine.agent_pause("t0", "busy", now=0.0)
+    engine.caller_arrives(Caller("c1", "s1"), "q", now=1.0)
+    assert engine.next_deadline() is None  # no higher tier to wait for
+    engine.add_agent(agent("t2", tier=2))
+    engine.agent_login("t2", now=2.0)
+    assert engine.next_deadline() == 21.0
+    assert offers(run_until(engine, 21.0)) == [("c1", "t2")]

@@ -475,6 +475,22 @@ class CallCenterMachine(RuleBasedStateMachine):
                 assert not status.ringing
 
     @invariant()
+    def no_agent_idles_while_a_caller_it_may_take_waits(self) -> None:
+        if not hasattr(self, "engine"):
+            return
+        waiting = [s for s in self.callers.values() if s.state is CallerState.WAITING]
+        for agent_id, agent in self.agents.items():
+            status = self.engine.agent_status(agent_id)
+            free = (
+                agent_id in self.logged_in
+                and agent_id not in self.paused
+                and self.engaged(agent_id) < agent.max_concurrent
+                and status.retry_until <= self.now
+            )
+            if free:
+                assert not any(self.eligible(seen, agent) for seen in waiting), agent_id
+
+    @invariant()
     def metrics_consistent(self) -> None:
         if not hasattr(self, "engine"):
             return

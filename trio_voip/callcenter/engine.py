@@ -100,7 +100,8 @@ _NO_QUEUE_STATUS = 503
 
 @attrs.frozen
 class AgentStatus:
-    """A snapshot of one agent for a supervisor: state, pause, engagements, miss count."""
+    """A snapshot of one agent for a supervisor: state, pause, engagements, misses in a row,
+    and until when a miss keeps it from new offers (``retry_until``)."""
 
     agent: Agent
     state: AgentState
@@ -111,6 +112,7 @@ class AgentStatus:
     calls: tuple[CallerId, ...]
     wrap_ups: int
     no_answer_count: int
+    retry_until: float
     idle_since: float
 
 
@@ -252,6 +254,9 @@ class CallCenter:
     _out: list[Action] = attrs.field(init=False, factory=list)
     _touched: dict[QueueId, None] = attrs.field(init=False, factory=dict)
     _metrics: MetricsFold = attrs.field(init=False, factory=MetricsFold)
+    # routing has work only if a caller waits or a progressive ring wants one more agent
+    _waiting: int = attrs.field(init=False, default=0)
+    _ring_more: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -520,6 +525,7 @@ class CallCenter:
             calls=tuple(rt.calls),
             wrap_ups=len(rt.wrap_ups),
             no_answer_count=rt.no_answer,
+            retry_until=rt.retry_until,
             idle_since=rt.idle_since,
         )
 
@@ -616,7 +622,16 @@ class CallCenter:
                 ),
                 key=lambda a: (a.agent.order, a.agent.agent_id),
             )
-            rt.tiers = tuple(sorted({agent.agent.tier for agent in rt.members}))
+            tiers = tuple(sorted({agent.agent.tier for agent in rt.members}))
+            if tiers != rt.tiers:
+                rt.tiers = tiers
+                # waiting callers' next escalation depends on which tiers exist
+                for caller in rt.callers:
+                    for timer in caller.timers:
+                        if timer.kind is _Kind.TIER:
+                            timer.cancelled = True
+                    caller.timers = [t for t in caller.timers if not t.cancelled]
+                    self._schedule_tier(caller)
 
     # -- internals: state changes ------------------------------------------------------------
 
@@ -642,6 +657,7 @@ class CallCenter:
         previous = None if joining else caller.state
         check_caller_transition(previous, new)
         caller.state = new
+        self._waiting += (new is CallerState.WAITING) - (previous is CallerState.WAITING)
         queue_id = caller.queue.queue.queue_id
         self._touched[queue_id] = None
         self._emit(
@@ -726,6 +742,7 @@ class CallCenter:
         rt = caller.queue
         index = bisect.bisect_left(rt.callers, caller.key, key=_caller_key)
         del rt.callers[index]
+        self._set_ring_more(caller, False)
         for timer in caller.timers:
             timer.cancelled = True
         caller.timers.clear()
@@ -784,9 +801,14 @@ class CallCenter:
             self._cancel_offer(offer, reason)
             self._back_to_waiting(offer.caller)
 
+    def _set_ring_more(self, caller: _CallerRt, value: bool) -> None:
+        if caller.ring_more is not value:
+            caller.ring_more = value
+            self._ring_more += 1 if value else -1
+
     def _back_to_waiting(self, caller: _CallerRt) -> None:
         if caller.state is CallerState.RINGING and not caller.offers:
-            caller.ring_more = False
+            self._set_ring_more(caller, False)
             for timer in caller.timers:
                 if timer.kind is _Kind.PROGRESSIVE:
                     timer.cancelled = True
@@ -860,7 +882,7 @@ class CallCenter:
                 caller.timers.append(self._schedule(self._now + every, _Kind.ANNOUNCE, caller))
         elif kind is _Kind.PROGRESSIVE:
             # the offer itself is made by _route, so callers ahead of this one go first
-            caller.ring_more = True
+            self._set_ring_more(caller, True)
             caller.timers.append(
                 self._schedule(self._now + queue.progressive_step, _Kind.PROGRESSIVE, caller)
             )
@@ -908,6 +930,8 @@ class CallCenter:
 
     def _route(self) -> None:
         now = self._now
+        if not self._waiting and not self._ring_more:
+            return
         free = {agent for agent in self._agents.values() if agent.free(now)}
         if not free:
             return
@@ -926,7 +950,7 @@ class CallCenter:
                 if not agent.free(now):
                     free.discard(agent)
             if adding:
-                caller.ring_more = False
+                self._set_ring_more(caller, False)
             elif strategy is Strategy.RING_PROGRESSIVELY:
                 step = caller.queue.queue.progressive_step
                 caller.timers.append(self._schedule(now + step, _Kind.PROGRESSIVE, caller))
