@@ -85,34 +85,39 @@ class Phone(CallHandler):
 
 @contextlib.asynccontextmanager
 async def phone(
-    user: str, softswitch_port: int, handler: Phone | None = None, *, register: bool = True
+    user: str, softswitch_port: int, handler: Phone | None = None, *, register: bool = True,
+    transport: str = "UDP",
 ) -> AsyncIterator[SessionCoordinator]:
     builder = (
         SessionManagerBuilder()
-        .listen("127.0.0.1", 0, transports=("UDP",))
+        .listen("127.0.0.1", 0, transports=(transport,))
         .rtp_ports(*PHONE_RTP[user])
         .credentials(user, PASSWORDS[user])
         .handler(handler or Phone())
     )
     async with builder.build() as coordinator:
         if register:
-            await register_phone(coordinator, user, softswitch_port)
+            await register_phone(coordinator, user, softswitch_port, transport)
         yield coordinator
 
 
-async def register_phone(phone: SessionCoordinator, user: str, port: int) -> None:
+async def register_phone(
+    phone: SessionCoordinator, user: str, port: int, transport: str = "UDP"
+) -> None:
     """REGISTER ``user`` at the softswitch on ``port``, answering its Digest challenge."""
+    contact = SipUri(user=user, host="127.0.0.1", port=phone.port(transport))
     client = RegistrationClient(
         aor=SipUri(user=user, host="127.0.0.1"),
-        contact=SipUri(user=user, host="127.0.0.1", port=phone.port()),
+        contact=contact.with_param("transport", "tcp") if transport == "TCP" else contact,
         registrar_uri=SipUri(host="127.0.0.1"),
         credentials=DigestClient(user, PASSWORDS[user]),
         expires=300,
+        transport=transport,
     )
     request = client.register()
     with trio.fail_after(5):
         while True:
-            handle = await phone.endpoint.request(request, "127.0.0.1", port)
+            handle = await phone.endpoint.request(request, "127.0.0.1", port, transport)
             outcome = client.on_response(await handle.final_response(), trio.current_time())
             if isinstance(outcome, Request):
                 request = outcome
@@ -204,6 +209,25 @@ async def test_media_flows_between_the_phones_through_the_relay():
             await call.hangup()
             await settled(running)
             assert coordinator.stats().rtp_ports == 0
+
+
+async def test_extension_call_over_tcp():
+    config = test_config(sip=SipConfig(port=0, transports=("tcp",)))
+    async with softswitch(config) as running:
+        port = running.softswitch.coordinator.port("TCP")
+        bob = Phone()
+        async with phone("1002", port, bob, transport="TCP"), \
+                phone("1001", port, transport="TCP") as caller:
+            (contact,) = running.softswitch.state()["users"][1]["contacts"]
+            assert contact["source"].startswith("tcp:127.0.0.1:")
+            call = await caller.make_call(
+                f"sip:1002@127.0.0.1:{port};transport=tcp", from_user="1001", transport="TCP"
+            )
+            assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            assert await bob.incoming[0].wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            await call.hangup()
+            assert (await bob.incoming[0].wait_ended()).kind is EndKind.REMOTE_HANGUP
+            await settled(running)
 
 
 async def test_callee_hanging_up_ends_the_caller_too():

@@ -64,6 +64,10 @@ password = "demo1001"
 [[users]]
 name = "1002"
 password = "demo1002"
+
+[[queues]]
+number = "6000"
+members = ["1001", "1002"]
 """
 
 
@@ -154,6 +158,24 @@ async def test_sipp_calls_a_registered_sipp_extension(sipp, tmp_path, unused_udp
         assert await switch.stop() == 0
     assert switch.output[-2:] == ["SIGTERM: shutting down, ending 0 call(s)", "stopped"]
     assert "user     1002" in switch.output  # a config's users, without passwords
+
+
+async def test_sipp_calls_the_queue_and_its_one_registered_agent_answers(
+        sipp, tmp_path, unused_udp_port_pair):
+    uas_port, uac_port = unused_udp_port_pair
+    calls = 3
+    async with softswitch_process(tmp_path) as switch:
+        await register_1002(switch, uas_port)
+        (queue,) = (await state(switch.http_port))["queues"]
+        assert {a["name"]: a["state"] for a in queue["agents"]} == {
+            "1001": "offline", "1002": "available"}
+        async with sipp_uas(uas_port, "uas", calls) as uas:
+            # One call at a time: the agent is busy while on a call (another caller: 480).
+            uac = await sipp_uac(switch.sip_port, uac_port, "uac", calls, rate=10,
+                                 extra=["-s", "6000", "-l", "1"], timeout=30)
+        assert_clean(uac, calls)
+        assert_clean(uas[0], calls)
+        assert await switch.stop() == 0
 
 
 async def test_sigterm_ends_a_live_call_with_bye_on_both_sides(sipp, tmp_path,

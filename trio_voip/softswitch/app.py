@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from trio_voip.errors import BridgeError, CallError, SoftswitchError, TrioVoipError
+from trio_voip.errors import BridgeError, SoftswitchError, TrioVoipError
 from trio_voip.offer_answer import codec_of
 from trio_voip.session import (
     CallDecision,
@@ -404,19 +404,19 @@ class Softswitch(CallHandler):
         display = call.remote_party.display_name
         legs: list[CallSession] = []
         refusal: EndReason | None = None
-        for user in users:
-            try:
-                leg = await self.coordinator.make_call(
-                    user, from_user=caller, display_name=display
-                )
-            except CallError as exc:
-                logger.info("cannot call %s for %s: %s", user, call.id, exc)
-                refusal = EndReason(EndKind.FAILED, exc.status)
-                continue
-            self._callee_of[leg.id] = user
-            legs.append(leg)
         winner: CallSession | None = None
         try:
+            for user in users:
+                try:
+                    leg = await self.coordinator.make_call(
+                        user, from_user=caller, display_name=display
+                    )
+                except TrioVoipError as exc:  # e.g. gone since: the others may still answer
+                    logger.info("cannot call %s for %s: %s", user, call.id, exc)
+                    refusal = EndReason(EndKind.FAILED, getattr(exc, "status", None))
+                    continue
+                self._callee_of[leg.id] = user
+                legs.append(leg)
             winner = await self._first_answer(call, legs, timeout)
         finally:
             # Also when a CANCEL from the caller cancelled us: hang up from our own nursery.
