@@ -52,10 +52,13 @@ def offers(actions: Iterable[Action]) -> list[tuple[str, str]]:
 
 
 def agent(agent_id: str, queues: Iterable[str] = ("q",), **kwargs: object) -> Agent:
-    return Agent(agent_id, agent_id.upper(), f"sip-{agent_id}", queues=queues, **kwargs)  # type: ignore[arg-type]
+    name, user = agent_id.upper(), f"sip-{agent_id}"
+    return Agent(agent_id, name, user, queues=queues, **kwargs)  # type: ignore[arg-type]
 
 
-def center(queue: Queue, *agents: Agent, login: bool = True, extra: Iterable[Queue] = ()) -> CallCenter:
+def center(
+    queue: Queue, *agents: Agent, login: bool = True, extra: Iterable[Queue] = ()
+) -> CallCenter:
     engine = CallCenter(seed=0)
     engine.add_queue(queue)
     for other in extra:
@@ -204,7 +207,9 @@ def test_overflow_at_max_wait_to_another_queue_cancels_the_ring() -> None:
     assert engine.next_deadline() == 35.0
     out = run_until(engine, 35.0)
     assert only(CancelOffer, out) == [CancelOffer("offer-1", "c1", "a1", CancelReason.CALLER_GONE)]
-    assert only(Overflow, out) == [Overflow("c1", "s1", "q", ToQueue("backup"), LeaveReason.MAX_WAIT)]
+    assert only(Overflow, out) == [
+        Overflow("c1", "s1", "q", ToQueue("backup"), LeaveReason.MAX_WAIT)
+    ]
     assert [w.caller.caller_id for w in engine.waiting("backup")] == ["c1"]
     assert engine.agent_status("a1").no_answer_count == 0  # not the agent's fault
     out = run_until(engine, 55.0)
@@ -313,7 +318,9 @@ def test_ring_all_rings_everyone_and_cancels_the_rest() -> None:
 
 
 def test_ring_progressively_adds_one_agent_per_step() -> None:
-    queue = Queue("q", strategy=Strategy.RING_PROGRESSIVELY, progressive_step=4.0, ring_timeout=30.0)
+    queue = Queue(
+        "q", strategy=Strategy.RING_PROGRESSIVELY, progressive_step=4.0, ring_timeout=30.0
+    )
     engine = center(queue, agent("a", order=2), agent("b", order=0), agent("c", order=1))
     assert offers(engine.caller_arrives(Caller("c1", "s1"), "q", now=0.0)) == [("c1", "b")]
     assert offers(run_until(engine, 3.9)) == []
@@ -487,7 +494,8 @@ def test_state_tables() -> None:
 
 
 def test_admin_changes_at_runtime() -> None:
-    engine = center(Queue("q", strategy=Strategy.LINEAR), agent("a1", order=1), agent("a2", order=2))
+    queue = Queue("q", strategy=Strategy.LINEAR)
+    engine = center(queue, agent("a1", order=1), agent("a2", order=2))
     engine.agent_pause("a1", "x", now=0.0)
     engine.agent_logout("a1", now=0.0)
     engine.remove_agent("a1")

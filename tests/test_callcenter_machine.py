@@ -173,7 +173,8 @@ class CallCenterMachine(RuleBasedStateMachine):
                     assert (action.agent_id in self.paused) == action.paused
             elif isinstance(action, (Reject, Overflow)):
                 seen = self.callers[action.caller_id]
-                expected = CallerState.REJECTED if isinstance(action, Reject) else CallerState.OVERFLOWED
+                rejected = isinstance(action, Reject)
+                expected = CallerState.REJECTED if rejected else CallerState.OVERFLOWED
                 if isinstance(action, Overflow):
                     self.overflowed[action.queue_id] += 1
                     if isinstance(action.target, ToQueue):
@@ -446,7 +447,8 @@ class CallCenterMachine(RuleBasedStateMachine):
         if not hasattr(self, "engine"):
             return
         for caller_id, seen in self.callers.items():
-            assert self.engine.caller_state(caller_id) is (seen.state if seen.state in LIVE else None)
+            live = seen.state if seen.state in LIVE else None
+            assert self.engine.caller_state(caller_id) is live
             assert (seen.state is CallerState.RINGING) == any(
                 caller == caller_id for caller, _ in self.offers.values()
             ), (caller_id, seen)
@@ -455,7 +457,11 @@ class CallCenterMachine(RuleBasedStateMachine):
         for queue_id in QUEUE_IDS:
             waiting = self.engine.waiting(queue_id)
             mine = sorted(
-                (c for c, s in self.callers.items() if s.queue_id == queue_id and s.state in IN_QUEUE),
+                (
+                    c
+                    for c, s in self.callers.items()
+                    if s.queue_id == queue_id and s.state in IN_QUEUE
+                ),
                 key=lambda c: (-self.callers[c].priority, self.callers[c].seq),
             )
             assert [w.caller.caller_id for w in waiting] == mine

@@ -90,7 +90,8 @@ def test_random_order_is_seeded_and_fair() -> None:
     stats = {a.agent_id: RoutingStats(0.0) for a in team}
     assert ids(random_order(team, stats, ctx(7))) == ids(random_order(team, stats, ctx(7)))
     rng = random.Random(1)
-    firsts = Counter(random_order(team, stats, RoutingContext(rng))[0].agent_id for _ in range(4000))
+    context = RoutingContext(rng)
+    firsts = Counter(random_order(team, stats, context)[0].agent_id for _ in range(4000))
     assert set(firsts) == set("abcd")
     assert all(850 < count < 1150 for count in firsts.values()), firsts
 
@@ -99,7 +100,8 @@ def test_weighted_random_first_pick_follows_weights() -> None:
     team = [agent("a", weight=1.0), agent("b", weight=3.0), agent("c", weight=6.0)]
     stats = {a.agent_id: RoutingStats(0.0) for a in team}
     rng = random.Random(3)
-    firsts = Counter(weighted_random(team, stats, RoutingContext(rng))[0].agent_id for _ in range(10000))
+    context = RoutingContext(rng)
+    firsts = Counter(weighted_random(team, stats, context)[0].agent_id for _ in range(10000))
     assert 800 < firsts["a"] < 1200
     assert 2700 < firsts["b"] < 3300
     assert 5600 < firsts["c"] < 6400
@@ -107,7 +109,9 @@ def test_weighted_random_first_pick_follows_weights() -> None:
 
 agent_sets = st.lists(
     st.builds(
-        lambda i, order, weight, level: agent(f"x{i}", order=order, weight=weight, skills={"en": level}),
+        lambda i, order, weight, level: agent(
+            f"x{i}", order=order, weight=weight, skills={"en": level}
+        ),
         st.integers(0, 50),
         st.integers(0, 3),
         st.sampled_from([0.5, 1.0, 2.0]),
@@ -133,7 +137,8 @@ def test_every_strategy_returns_a_permutation_independent_of_input_order(
         for i, a in enumerate(team)
     }
     function = STRATEGIES[strategy]
-    last = data.draw(st.none() | st.sampled_from([(a.order, a.agent_id) for a in team] or [(0, "x")]))
+    ranks = [(a.order, a.agent_id) for a in team] or [(0, "x")]
+    last = data.draw(st.none() | st.sampled_from(ranks))
     first = function(team, stats, ctx(seed, required_skills={"en": 1}, last_offered=last))
     shuffled = data.draw(st.permutations(team))
     second = function(shuffled, stats, ctx(seed, required_skills={"en": 1}, last_offered=last))

@@ -3,7 +3,8 @@
 The engine takes inputs (agents logging in, callers arriving, offers answered, the time) and
 returns :data:`Action` lists for a driver to perform on the session coordinator; it never does
 I/O itself. See :mod:`.engine` for the routing rules, :mod:`.model` for the state tables,
-:mod:`.strategies` for the routing strategies and :mod:`.metrics` for the numbers.
+:mod:`.strategies` for the routing strategies, :mod:`.metrics` for the numbers and
+:mod:`.settings` for queue definitions as plain data (TOML, store rows).
 """
 
 from .actions import (
@@ -43,6 +44,7 @@ from .model import (
     ToQueue,
     ToRecording,
 )
+from .settings import format_target, parse_target, queue_from_settings, queue_settings
 from .strategies import STRATEGIES, RoutingContext, RoutingStats
 
 __all__ = [
@@ -83,6 +85,10 @@ __all__ = [
     "AgentStats",
     "MetricsFold",
     "interval_stats",
+    "queue_from_settings",
+    "queue_settings",
+    "parse_target",
+    "format_target",
     "STRATEGIES",
     "RoutingContext",
     "RoutingStats",

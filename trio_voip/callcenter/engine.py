@@ -268,7 +268,8 @@ class CallCenter:
             raise CallCenterError(f"not a Queue: {queue!r}")
         if queue.queue_id in self._queues:
             raise CallCenterError(f"queue {queue.queue_id!r} already exists")
-        self._queues[queue.queue_id] = _QueueRt(queue, recent_waits=deque(maxlen=queue.estimate_window))
+        waits: deque[float] = deque(maxlen=queue.estimate_window)
+        self._queues[queue.queue_id] = _QueueRt(queue, recent_waits=waits)
         self._metrics.thresholds[queue.queue_id] = queue.service_level_threshold
         self._index_members()
 
@@ -792,7 +793,9 @@ class CallCenter:
         """Withdraw a ringing offer without blaming its agent."""
         self._close_offer(offer)
         self._emit(
-            CancelOffer(offer.offer_id, offer.caller.caller.caller_id, offer.agent.agent.agent_id, reason)
+            CancelOffer(
+                offer.offer_id, offer.caller.caller.caller_id, offer.agent.agent.agent_id, reason
+            )
         )
         self._refresh(offer.agent)
 
@@ -918,7 +921,9 @@ class CallCenter:
         strategy = STRATEGIES[queue.strategy]
         context = RoutingContext(self._rng, queue.required_skills, rt.last_offered)
         stats = {
-            agent.agent.agent_id: RoutingStats(agent.idle_since, agent.calls_answered, agent.talk_time)
+            agent.agent.agent_id: RoutingStats(
+                agent.idle_since, agent.calls_answered, agent.talk_time
+            )
             for agent in eligible
         }
         by_id = {agent.agent.agent_id: agent for agent in eligible}

@@ -206,7 +206,9 @@ _Validator: TypeAlias = Callable[[object, "attrs.Attribute[int]", object], None]
 def _count(minimum: int) -> _Validator:
     def check(_inst: object, attribute: attrs.Attribute[int], value: object) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise CallCenterError(f"{attribute.name} must be an integer >= {minimum}, not {value!r}")
+            raise CallCenterError(
+                f"{attribute.name} must be an integer >= {minimum}, not {value!r}"
+            )
 
     return check
 
@@ -260,8 +262,8 @@ _TARGETS = (ToQueue, ToRecording, AnnounceAndHangup, Busy)
 
 def _skills(value: Mapping[str, int] | Iterable[str]) -> Mapping[str, int]:
     """A read-only skill map; a bare iterable of names means level 1 for each."""
-    if isinstance(value, str):
-        raise CallCenterError(f"skills must be a mapping or names, not the string {value!r}")
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise CallCenterError(f"skills must be a mapping or names, not {value!r}")
     pairs = value.items() if isinstance(value, Mapping) else ((name, 1) for name in value)
     skills: dict[str, int] = {}
     for name, level in pairs:
@@ -274,18 +276,20 @@ def _skills(value: Mapping[str, int] | Iterable[str]) -> Mapping[str, int]:
 
 
 def _ids(value: Iterable[str]) -> frozenset[str]:
-    if isinstance(value, str):
-        raise CallCenterError(f"expected a collection of ids, not the string {value!r}")
-    ids = frozenset(value)
-    for item in ids:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise CallCenterError(f"expected a collection of ids, not {value!r}")
+    items = list(value)
+    for item in items:
         if not isinstance(item, str) or not item:
             raise CallCenterError(f"an id must be a non-empty string, not {item!r}")
-    return ids
+    return frozenset(items)
 
 
 def _exit_keys(value: Mapping[str, OverflowTarget]) -> Mapping[str, OverflowTarget]:
+    if not isinstance(value, Mapping):
+        raise CallCenterError(f"exit keys must map DTMF digits to targets, not {value!r}")
     keys: dict[str, OverflowTarget] = {}
-    for key, target in dict(value).items():
+    for key, target in value.items():
         if not isinstance(key, str) or len(key) != 1 or key not in "0123456789*#ABCD":
             raise CallCenterError(f"an exit key must be one DTMF digit, not {key!r}")
         if not isinstance(target, _TARGETS):
