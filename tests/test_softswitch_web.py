@@ -217,3 +217,40 @@ async def test_pages_pushed_at_one_time_share_one_snapshot():
         assert json.loads(second)["version"] == json.loads(first)["version"] + 1
         await trio.sleep(0.25)  # same version, but the ages moved on
         assert server.state_json() is not second
+
+
+async def test_a_failing_page_does_not_stop_the_server(monkeypatch):
+    async with softswitch() as running:
+        port = http_port(running)
+
+        def broken() -> dict:
+            raise RuntimeError("a bug in state()")
+
+        monkeypatch.setattr(running.softswitch, "state", broken)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(get("/api/state"))
+            with trio.fail_after(5):
+                assert await stream.receive_some() == b""  # closed without an answer
+        monkeypatch.undo()
+        assert (await http(port, get("/api/state")))[0] == 200
+        assert running.softswitch.coordinator.stats().calls == 0
+
+
+async def test_a_bad_websocket_handshake_is_refused(caplog):
+    async with softswitch() as running:
+        port = http_port(running)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(  # no Sec-WebSocket-Key
+                b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+            )
+            with trio.fail_after(5):
+                assert (await stream.receive_some()).startswith(b"HTTP/1.1 400 ")
+        # Clients that come and go leave nothing in the log and the page still works.
+        for _ in range(3):
+            url = running.http_url.replace("http://", "ws://") + "ws"
+            async with trio_websocket.open_websocket_url(url) as ws:
+                await next_state(ws, lambda s: True)
+        assert (await http(port, get("/")))[0] == 200
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]

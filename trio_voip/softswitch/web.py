@@ -162,6 +162,9 @@ class SupervisorServer:
                 await self._connection(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away
+        except Exception:
+            # A page's trouble must not take the calls down with the server's nursery.
+            logger.exception("supervisor connection failed")
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         try:
@@ -191,33 +194,41 @@ class SupervisorServer:
 
     async def _websocket(self, stream: trio.abc.Stream) -> None:
         async with trio.open_nursery() as nursery:
-            request = await trio_websocket.wrap_server_stream(nursery, stream)
-            ws = await request.accept()
             try:
+                with trio.fail_after(_HEAD_TIMEOUT):
+                    request = await trio_websocket.wrap_server_stream(nursery, stream)
+                    ws = await request.accept()
                 async with trio.open_nursery() as inner:
-                    inner.start_soon(self._push, ws)
+                    inner.start_soon(self._push, ws, inner.cancel_scope)
                     await self._commands(ws)
                     inner.cancel_scope.cancel()
+            except trio.TooSlowError:
+                logger.info("a WebSocket handshake did not complete")
             except trio_websocket.ConnectionClosed:
-                pass
+                pass  # during the handshake
             finally:
                 nursery.cancel_scope.cancel()
 
-    async def _push(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _push(
+        self, ws: trio_websocket.WebSocketConnection, connection: trio.CancelScope
+    ) -> None:
         """The state now, then after each change (debounced to one per push_interval)."""
         seen = -1
-        while True:
-            seen = await self.softswitch.wait_changed(seen)
-            await ws.send_message(self.state_json())
-            await trio.sleep(self.push_interval)
+        try:
+            while True:
+                seen = await self.softswitch.wait_changed(seen)
+                await ws.send_message(self.state_json())
+                await trio.sleep(self.push_interval)
+        except trio_websocket.ConnectionClosed:
+            connection.cancel()
 
     async def _commands(self, ws: trio_websocket.WebSocketConnection) -> None:
-        while True:
-            try:
+        try:
+            while True:
                 message = await ws.get_message()
-            except trio_websocket.ConnectionClosed:
-                return
-            await ws.send_message(json.dumps(await self.command(message)))
+                await ws.send_message(json.dumps(await self.command(message)))
+        except trio_websocket.ConnectionClosed:
+            return
 
     async def command(self, message: str | bytes) -> dict[str, Any]:
         """Carry out one admin operation (a JSON object) and say how it went."""
