@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_voip.errors import RtpError, RtpParseError
+from trio_voip.testing.rtp_strategies import compounds, rtp_packets, u16, u32
 from trio_voip.rtp.packet import (
     AppPacket,
     Goodbye,
@@ -28,28 +29,6 @@ from trio_voip.rtp.packet import (
     rtp_payload_bounds,
     serialize_rtcp_compound,
 )
-
-u32 = st.integers(0, 0xFFFFFFFF)
-u16 = st.integers(0, 0xFFFF)
-
-
-def words(max_words: int = 8) -> st.SearchStrategy[bytes]:
-    return st.integers(0, max_words).flatmap(lambda n: st.binary(min_size=4 * n, max_size=4 * n))
-
-
-rtp_packets = st.builds(
-    RtpPacket,
-    payload_type=st.integers(0, 127),
-    sequence=u16,
-    timestamp=u32,
-    ssrc=u32,
-    payload=st.binary(max_size=64),
-    marker=st.booleans(),
-    csrcs=st.lists(u32, max_size=15).map(tuple),
-    extension=st.none() | st.builds(RtpHeaderExtension, profile=u16, data=words()),
-    padding=st.integers(0, 255),
-)
-
 
 # A real G.711 packet from a softphone: PT 0, seq 0x1234, ts 0xA0, SSRC 0xDEADBEEF, 160 bytes.
 WIRE = bytes.fromhex("80001234000000a0deadbeef") + b"\xff" * 160
@@ -176,59 +155,6 @@ def test_is_rtcp_on_tiny_datagram() -> None:
 
 
 # --- RTCP -----------------------------------------------------------------------------------
-
-report_blocks = st.builds(
-    ReportBlock,
-    ssrc=u32,
-    fraction_lost=st.integers(0, 255),
-    cumulative_lost=st.integers(-0x800000, 0x7FFFFF),
-    highest_sequence=u32,
-    jitter=u32,
-    last_sr=u32,
-    delay_since_last_sr=u32,
-)
-sender_reports = st.builds(
-    SenderReport,
-    ssrc=u32,
-    ntp_timestamp=st.integers(0, (1 << 64) - 1),
-    rtp_timestamp=u32,
-    packet_count=u32,
-    octet_count=u32,
-    reports=st.lists(report_blocks, max_size=3).map(tuple),
-    extension=words(2),
-)
-receiver_reports = st.builds(
-    ReceiverReport,
-    ssrc=u32,
-    reports=st.lists(report_blocks, max_size=3).map(tuple),
-    extension=words(2),
-)
-sdes_items = st.builds(SdesItem, kind=st.integers(1, 255), value=st.binary(max_size=20))
-sdes = st.builds(
-    SourceDescription,
-    chunks=st.lists(
-        st.builds(SdesChunk, ssrc=u32, items=st.lists(sdes_items, max_size=3).map(tuple)),
-        max_size=3,
-    ).map(tuple),
-)
-byes = st.builds(
-    Goodbye,
-    ssrcs=st.lists(u32, max_size=4).map(tuple),
-    reason=st.none() | st.binary(min_size=1, max_size=30),
-)
-apps = st.builds(
-    AppPacket, subtype=st.integers(0, 31), ssrc=u32, name=st.binary(min_size=4, max_size=4),
-    data=words(),
-)
-unknowns = st.builds(
-    RtcpUnknown, packet_type=st.sampled_from([205, 206, 207]), count=st.integers(0, 31),
-    body=words(),
-)
-compounds = st.tuples(
-    sender_reports | receiver_reports,
-    st.lists(sdes | byes | apps | unknowns | receiver_reports, max_size=4),
-).map(lambda t: [t[0], *t[1]])
-
 
 @given(compounds)
 def test_rtcp_compound_round_trip(packets: list) -> None:

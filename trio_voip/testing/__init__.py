@@ -1,4 +1,4 @@
-"""Test tools that ship with trio-voip: hypothesis strategies for SIP and SDP, an in-memory
+"""Test tools that ship with trio-voip: hypothesis strategies for SIP, SDP and RTP/RTCP, an in-memory
 SIP network for deterministic tests, a stateful property test of the bridge API
 (``BridgeMachine``), and a bounded SIPp runner for interop tests."""
 
@@ -17,6 +17,8 @@ from trio_voip.testing.sdp_strategies import (
     sdp_bytes,
     session_descriptions,
 )
+from trio_voip.testing.rtp_strategies import compounds as rtcp_compounds
+from trio_voip.testing.rtp_strategies import rtp_packets
 from trio_voip.testing.sipp import SippResult, run_sipp
 from trio_voip.testing.strategies import (
     absolute_uris,
@@ -47,6 +49,8 @@ __all__ = [
     "MemoryTransport",
     "NetworkStats",
     "Packet",
+    "rtcp_compounds",
+    "rtp_packets",
     "SippResult",
     "run_sipp",
     "audio_offers",
