@@ -8,6 +8,7 @@ import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, settings
+from hypothesis.stateful import invariant
 
 from trio_voip import (
     BridgeCreated,
@@ -374,12 +375,25 @@ class CoordinatorSystem:
         if self._failure is not None:
             raise self._failure
 
+    def held(self) -> tuple[int, int]:
+        """(RTP ports held, live calls) on the caller: each live call holds one port."""
+
+        def read() -> tuple[int, int]:
+            return self.a.stats().rtp_ports, len(self.a.calls)
+
+        return trio.from_thread.run_sync(read, trio_token=self.token)
+
 
 class CoordinatorMachine(BridgeMachine):
     max_sessions = 5
 
     def make_system(self) -> CoordinatorSystem:  # type: ignore[override]
         return CoordinatorSystem()
+
+    @invariant()
+    def no_port_outlives_its_session(self) -> None:
+        ports, calls = self.system.held()
+        assert ports == calls, f"{ports} RTP ports held by {calls} live calls"
 
 
 TestCoordinatorMachine = CoordinatorMachine.TestCase
