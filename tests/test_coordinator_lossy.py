@@ -182,7 +182,7 @@ async def test_calls_over_a_link_that_loses_half_one_way(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # only B -> A is bad: 200s, BYEs from the callee and the responses to them get lost (not
-    # all eleven copies of a 200, though: see the xfails at the end)
+    # all eleven copies of a 200, though: see the tests at the end)
     network = MemoryNetwork(delay=0.01, seed=5)
     network.links[(B, A)] = Impairments(loss=0.3, duplicate=0.2, reorder=0.2, delay=0.03)
     run = await run_calls(network, 10, talk=5.0)
@@ -304,8 +304,6 @@ async def place_mixed(a: SessionCoordinator, handler: Mixed, n: int) -> Outcome:
         await call.resume()
         assert not (call.local_hold or call.remote_hold)
         assert not (incoming.local_hold or incoming.remote_hold)
-        # past the 2xx retransmissions (see the xfail below: a BYE must not chase them)
-        await trio.sleep(PATIENCE)
     if flow == "DTMF by INFO":
         events = incoming.events()
         await call.send_dtmf("19#", method="info")
@@ -401,16 +399,6 @@ async def test_a_partition_ends_calls_by_session_expiry(
     assert run.caller_counts == run.callee_counts == (0, 0, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "coordinator bug: hanging up while our 2xx to the peer's re-INVITE awaits its ACK "
-        "ends the call locally without any BYE (DialogLayer.new_request refuses BYE with "
-        "'wait for the ACK of our 2xx', SessionCoordinator._bye catches the DialogError and "
-        "calls _end); the dialog and its 2xx retransmissions go, so the peer's call stays "
-        "ACTIVE for good. _hangup waits for legs.acked only for the initial INVITE."
-    ),
-)
 async def test_hangup_while_our_2xx_to_a_reinvite_is_unacked(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -440,16 +428,6 @@ def lose_every_200_from_b(packet: Packet) -> bool:
     return packet.source == B and packet.first_line.startswith("SIP/2.0 200")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "coordinator/transaction bug: an INVITE that got a provisional response and then lost "
-        "every copy of its 2xx (the callee gives up after 64*T1: NO_ACK, its BYE gets 481) "
-        "stays in Proceeding for good: the caller's call is INITIATING forever, holding a "
-        "call, an INVITE client transaction and an RTP port (no Timer C-like limit on an "
-        "outgoing call, RFC 3261 16.6/13.3.1.1)"
-    ),
-)
 async def test_a_call_whose_answer_is_lost_ends(autojump_clock: trio.testing.MockClock) -> None:
     handler = Answering(delay=0.5)  # 100 Trying goes first: the INVITE is in Proceeding
     network = MemoryNetwork(drop=lose_every_200_from_b)
@@ -464,16 +442,6 @@ async def test_a_call_whose_answer_is_lost_ends(autojump_clock: trio.testing.Moc
         assert counts(a) == (0, 0, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "coordinator/transaction bug: hanging up (CANCEL) an outgoing call whose INVITE "
-        "server transaction is gone (its 2xx were all lost) gets 481 to the CANCEL and then "
-        "no final response, and hangup() waits forever in TERMINATING; RFC 3261 9.1: with no "
-        "final response 64*T1 after the CANCEL, the UAC SHOULD consider the INVITE "
-        "transaction cancelled and destroy it"
-    ),
-)
 async def test_cancel_of_an_invite_nobody_answers_any_more_ends(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

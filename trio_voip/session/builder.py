@@ -69,6 +69,7 @@ class CoordinatorConfig:
     session_timers: SessionTimerConfig | None = None
     max_calls: int = 1000
     ring_timeout: float = 120.0
+    answer_timeout: float = 180.0
     shutdown_timeout: float = 2.0
     event_buffer: int = 1000
     media_relay: bool = False
@@ -81,6 +82,8 @@ class CoordinatorConfig:
             raise TrioVoipError(f"bad RTP port range {self.rtp_start}-{self.rtp_end}")
         if self.max_calls < 1:
             raise TrioVoipError("max_calls must be at least 1")
+        if not self.answer_timeout > 0:
+            raise TrioVoipError("answer_timeout must be positive")
         if self.music_on_hold is not None and not self.media_relay:
             raise TrioVoipError("music on hold needs relayed media (builder.media_relay())")
         if self.auth_invite and not self.users:
@@ -197,12 +200,22 @@ class SessionManagerBuilder:
         *,
         max_calls: int | None = None,
         ring_timeout: float | None = None,
+        answer_timeout: float | None = None,
         shutdown_timeout: float | None = None,
         event_buffer: int | None = None,
     ) -> SessionManagerBuilder:
+        """``max_calls`` at once (more are refused with 503; default 1000).
+        ``ring_timeout``: how long an incoming call we ring (``CallDecision.defer()``) waits
+        for an answer before 480 (default 120 s). ``answer_timeout``: how long an outgoing
+        call waits for its final response after the INVITE and after each provisional
+        response before it is cancelled and ends NO_ANSWER (408) -- a UA's Timer C (RFC 3261
+        16.6); default 180 s, ``TimerConfig.timer_c`` overrides it when set.
+        ``shutdown_timeout`` bounds the hang-ups on leaving ``async with`` (default 2 s);
+        ``event_buffer`` is a subscriber's default buffer (default 1000)."""
         for name, value in (
             ("max_calls", max_calls),
             ("ring_timeout", ring_timeout),
+            ("answer_timeout", answer_timeout),
             ("shutdown_timeout", shutdown_timeout),
             ("event_buffer", event_buffer),
         ):

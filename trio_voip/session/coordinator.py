@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -155,13 +156,21 @@ class _CallLegs:
     source: Source | None = None
     final_sent: bool = False
     final_event: trio.Event = attrs.Factory(trio.Event)
-    acked: trio.Event = attrs.Factory(trio.Event)
+    # set (and replaced) by each ACK, for a BYE waiting for the ACK of a 2xx of ours
+    ack_wait: trio.Event = attrs.Factory(trio.Event)
     decision_scope: trio.CancelScope | None = None
     # outgoing
     invite: Request | None = None
     client: ClientTransactionHandle | None = None
     destination: tuple[str, int, str] | None = None
     cancel_requested: bool = False
+    # how the call ends once cancelled, when not by our user's hang-up (no answer in time)
+    cancel_reason: EndReason | None = None
+    cancelled_at: float | None = None
+    # the wait for the INVITE's final response (see _bound_invite)
+    invite_deadline: float = math.inf
+    invite_wait: trio.CancelScope | None = None
+    send_error: Exception | None = None
     confirmed: bool = False
     # in-dialog
     reinvite_busy: bool = False
@@ -253,7 +262,11 @@ class SessionCoordinator:
             if factory is not None
             else TransportLayer([(t, config.host, config.port) for t in config.transports])
         )
-        self.endpoint = SipEndpoint(transport, config=config.timers)
+        # Timer C of our INVITEs is ours (_bound_invite: it CANCELs), not the transactions'.
+        self.endpoint = SipEndpoint(transport, config=attrs.evolve(config.timers, timer_c=None))
+        self._answer_timeout = (
+            config.timers.timer_c if config.timers.timer_c is not None else config.answer_timeout
+        )
         self.dialogs = DialogLayer(
             t1=config.timers.t1, t2=config.timers.t2, session_timers=config.session_timers
         )
@@ -586,7 +599,12 @@ class SessionCoordinator:
         call through its state and events. ``sdp`` is the offer (default: ours, on a fresh
         RTP port); ``destination`` = (host, port, transport) overrides where it is sent;
         ``credentials`` (default: the configured ones) answer a 401/407. ``sdp`` as bytes
-        is sent as is (``b""``: no offer; the peer offers in its 2xx, we answer in the ACK)."""
+        is sent as is (``b""``: no offer; the peer offers in its 2xx, we answer in the ACK).
+
+        If no final response comes within ``answer_timeout`` (builder ``.limits()``) of the
+        INVITE or of its latest provisional response, the INVITE is CANCELled and the call
+        ends NO_ANSWER (408). Cancelled while the INVITE goes out, ``make_call`` raises and
+        the call is hung up in the background (CANCEL, or BYE if answered)."""
         self._check_running()
         if len(self._calls) >= self.config.max_calls:
             raise CallError("too many calls", status=503)
@@ -637,10 +655,21 @@ class SessionCoordinator:
             legs.invite = call.invite = invite
             client = credentials or config.credentials
             auth = DigestClient(*client) if client is not None else None
-            await self._nursery_start(self._outgoing_call, call, auth)
         except BaseException:
             self._end(call, EndReason(EndKind.FAILED, detail="could not send the INVITE"))
             raise
+        # The call's own task sends the INVITE and owns it from the start: if we are
+        # cancelled while it goes out, the task still CANCELs it (or BYEs a 2xx), so no peer
+        # is left ringing for a call nobody holds.
+        sent = trio.Event()
+        self._spawn(self._outgoing_call, call, auth, sent)
+        try:
+            await sent.wait()
+        except BaseException:
+            self._spawn(self._quiet_hangup, call)
+            raise
+        if legs.client is None:
+            raise legs.send_error or CallError("the INVITE was not sent")
         return call
 
     # -- helpers --
@@ -648,10 +677,6 @@ class SessionCoordinator:
     def _check_running(self) -> None:
         if self._nursery is None:
             raise TrioVoipError("the coordinator is not running (use `async with`)")
-
-    async def _nursery_start(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        assert self._nursery is not None
-        return await self._nursery.start(fn, *args)
 
     def _spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         assert self._nursery is not None
@@ -774,7 +799,7 @@ class SessionCoordinator:
         if legs.decision_scope is not None:
             legs.decision_scope.cancel()
         legs.final_event.set()
-        legs.acked.set()
+        legs.ack_wait.set()
         self._kick()
         if self._nursery is not None:
             self._spawn(self._callback, self.handler.on_call_ended, call, reason)
@@ -1309,7 +1334,8 @@ class SessionCoordinator:
                 call.media = self._negotiate(call.local_sdp, call.remote_sdp, we_offered=True)
             except SdpError as exc:
                 logger.info("bad SDP answer in ACK for %s: %s", call.id, exc)
-        legs.acked.set()
+        legs.ack_wait.set()
+        legs.ack_wait = trio.Event()
         if legs.final_sent and call.state in (CallState.INITIATING, CallState.RINGING):
             self._established(call)
 
@@ -1462,17 +1488,19 @@ class SessionCoordinator:
     # -- outgoing calls --
 
     async def _outgoing_call(
-        self,
-        call: CallSession,
-        auth: DigestClient | None,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        self, call: CallSession, auth: DigestClient | None, sent: trio.Event
     ) -> None:
         legs = self._legs[call.id]
         assert legs.invite is not None and legs.destination is not None
         host, port, transport = legs.destination
-        legs.client = await self.endpoint.request(legs.invite, host, port, transport)
-        task_status.started()
+        try:
+            legs.client = await self.endpoint.request(legs.invite, host, port, transport)
+        except Exception as exc:
+            legs.send_error = exc
+            self._end(call, EndReason(EndKind.FAILED, detail="could not send the INVITE"))
+            return
+        finally:
+            sent.set()
         try:
             await self._run_invite(call, legs, auth)
         except Exception as exc:
@@ -1484,38 +1512,106 @@ class SessionCoordinator:
     ) -> None:
         challenged = False
         while True:
-            assert legs.client is not None and legs.invite is not None
+            client, invite = legs.client, legs.invite
+            assert client is not None and invite is not None
+            if legs.cancel_requested:  # hung up while this INVITE was on its way
+                await client.cancel()
+            self._bound_invite(legs)
             try:
-                async for response in legs.client:
-                    final = await self._invite_response(call, legs, response)
-                    if final is None:
-                        continue
-                    if (
-                        final.status in (401, 407)
-                        and auth is not None
-                        and not challenged
-                        and not legs.cancel_requested
-                    ):
-                        challenged = True
-                        if await self._retry_with_auth(legs, auth, final):
-                            break
-                    if final.status >= 300:
-                        self._end(call, _reason_for(final.status, legs.cancel_requested))
-                    return
-                else:
-                    return
+                final = await self._invite_final(call, legs, client)
             except (TransactionError, TransportError) as exc:
                 self._kick()
                 await self._dialog_events(
-                    self.dialogs.on_request_timeout(legs.invite, trio.current_time())
+                    self.dialogs.on_request_timeout(invite, trio.current_time())
                 )
                 if legs.cancel_requested:
-                    self._end(call, EndReason(EndKind.CANCELLED, 408, str(exc)))
+                    cancelled = EndReason(EndKind.CANCELLED, 408, str(exc))
+                    self._end(call, legs.cancel_reason or cancelled)
                 elif isinstance(exc, TransactionTimeout):
                     self._end(call, EndReason(EndKind.NO_ANSWER, 408, str(exc)))
                 else:  # could not be sent at all (no route, connection refused)
                     self._end(call, EndReason(EndKind.FAILED, 503, str(exc)))
                 return
+            if final is None:
+                if not legs.cancel_requested:  # Timer C
+                    no_answer = EndReason(EndKind.NO_ANSWER, 408, "no final response in time")
+                    await self._cancel_invite(call, legs, no_answer)
+                    continue
+                # RFC 3261 9.1: no final response 64*T1 after our CANCEL; every 2xx
+                # retransmission has had its chance too, so nothing can answer any more.
+                await client.abandon()
+                await self._dialog_events(
+                    self.dialogs.on_request_timeout(invite, trio.current_time())
+                )
+                gone = EndReason(EndKind.CANCELLED, detail="no final response after CANCEL")
+                self._end(call, legs.cancel_reason or gone)
+                return
+            if (
+                final.status in (401, 407)
+                and auth is not None
+                and not challenged
+                and not legs.cancel_requested
+            ):
+                challenged = True
+                if await self._retry_with_auth(legs, auth, final):
+                    continue
+            if final.status >= 300:
+                cancelled = legs.cancel_requested
+                reason = legs.cancel_reason if cancelled else None
+                self._end(call, reason or _reason_for(final.status, cancelled))
+            return
+
+    async def _invite_final(
+        self, call: CallSession, legs: _CallLegs, client: ClientTransactionHandle
+    ) -> Response | None:
+        """Account for the responses to our INVITE until its final one (returned); None if
+        ``legs.invite_deadline`` passes first."""
+        while True:
+            with trio.CancelScope(deadline=legs.invite_deadline) as scope:
+                legs.invite_wait = scope
+                try:
+                    response = await anext(client)
+                finally:
+                    legs.invite_wait = None
+            if scope.cancelled_caught:
+                return None
+            final = await self._invite_response(call, legs, response)
+            if final is not None:
+                return final
+            self._bound_invite(legs)
+
+    def _bound_invite(self, legs: _CallLegs) -> None:
+        """(Re)set how long we wait for the INVITE's final response: Timer C (restarted by
+        each provisional response) until we cancel, then 64*T1 from the CANCEL (9.1). A
+        CANCEL held back for a provisional response sets no bound: Timer B ends an INVITE
+        that never gets one."""
+        now = trio.current_time()
+        client = legs.client
+        if not legs.cancel_requested:
+            deadline = now + self._answer_timeout
+        elif client is not None and client.cancel_sent:
+            if legs.cancelled_at is None:
+                legs.cancelled_at = now
+            deadline = legs.cancelled_at + self.config.timers.timeout
+        else:
+            deadline = math.inf
+        legs.invite_deadline = deadline
+        if legs.invite_wait is not None:
+            legs.invite_wait.deadline = deadline
+
+    async def _cancel_invite(
+        self, call: CallSession, legs: _CallLegs, reason: EndReason | None = None
+    ) -> None:
+        """CANCEL our INVITE (once it is out: _run_invite does it then); the call ends by the
+        INVITE's final response, with ``reason`` if given."""
+        if legs.cancel_requested:
+            return
+        legs.cancel_requested = True
+        legs.cancel_reason = reason
+        self._set_state(call, CallState.TERMINATING, "cancelling")
+        if legs.client is not None:
+            await legs.client.cancel()
+            self._bound_invite(legs)
 
     async def _retry_with_auth(
         self, legs: _CallLegs, auth: DigestClient, response: Response
@@ -1633,16 +1729,9 @@ class SessionCoordinator:
             await self._final(call, 480, None, EndReason(EndKind.LOCAL_HANGUP, 480))
             return
         if call.direction is CallDirection.OUTGOING and not call.state.established:
-            legs.cancel_requested = True
-            self._set_state(call, CallState.TERMINATING, "cancelling")
-            if legs.client is not None:
-                await legs.client.cancel()
+            await self._cancel_invite(call, legs)
             await call.wait_ended()
             return
-        if call.direction is CallDirection.INCOMING and not legs.acked.is_set():
-            # RFC 3261 15: the callee waits for the ACK (or its timeout) before BYE.
-            self._set_state(call, CallState.TERMINATING, "waiting for ACK to hang up")
-            await legs.acked.wait()
         await self._bye(call, legs, EndReason(EndKind.LOCAL_HANGUP))
 
     async def _hangup_as(self, call: CallSession, reason: EndReason) -> None:
@@ -1652,6 +1741,7 @@ class SessionCoordinator:
         await self._bye(call, legs, reason)
 
     async def _bye(self, call: CallSession, legs: _CallLegs, reason: EndReason) -> None:
+        await self._await_ack(call, legs)
         if call.state is CallState.TERMINATED:
             return
         dialog_id = legs.dialog_id
@@ -1674,6 +1764,18 @@ class SessionCoordinator:
             logger.info("BYE for %s got no answer: %s", call.id, exc)
         finally:
             self._end(call, reason)
+
+    async def _await_ack(self, call: CallSession, legs: _CallLegs) -> None:
+        """RFC 3261 15: no BYE while a 2xx of ours (to the INVITE or a re-INVITE) awaits its
+        ACK. The wait is bounded: 64*T1 after the 2xx the dialog layer gives up
+        (AckTimeout), sends a BYE itself and the call ends NO_ACK."""
+        while (
+            call.state is not CallState.TERMINATED
+            and legs.dialog_id is not None
+            and self.dialogs.awaiting_ack(legs.dialog_id)
+        ):
+            self._set_state(call, CallState.TERMINATING, "waiting for ACK to hang up")
+            await legs.ack_wait.wait()
 
     def _established_legs(self, call: CallSession) -> _CallLegs:
         legs = self._legs.get(call.id)

@@ -242,7 +242,8 @@ class RefreshSession:
 
 @attrs.frozen
 class SessionExpired:
-    """No session refresh in time (RFC 4028 10); a ``SendBye`` follows."""
+    """No session refresh in time (RFC 4028 10); a ``SendBye`` follows (once the ACK of our
+    2xx comes, if one is awaited: RFC 3261 15)."""
 
     dialog_id: DialogId
 
@@ -745,6 +746,8 @@ class DialogLayer:
     _timers: _Timers = attrs.field(init=False, factory=_Timers)
     # method of the 491-rejected request per dialog, for RetryReinvite
     _glare_method: dict[DialogId, str] = attrs.field(init=False, factory=dict)
+    # sessions that expired while a 2xx of ours awaited its ACK: BYE once it comes
+    _expired: set[DialogId] = attrs.field(init=False, factory=set)
 
     # -- lookup --
 
@@ -759,6 +762,11 @@ class DialogLayer:
     def __iter__(self) -> Iterator[Dialog]:
         return iter(list(self._dialogs.values()))
 
+    def awaiting_ack(self, dialog_id: DialogId) -> bool:
+        """Whether a 2xx of ours to an INVITE (initial or re-INVITE) of this dialog still
+        awaits its ACK: no BYE until it comes or ``AckTimeout`` (RFC 3261 15)."""
+        return dialog_id in self._unacked
+
     def _require(self, dialog_id: DialogId) -> Dialog:
         dialog = self._dialogs.get(dialog_id)
         if dialog is None:
@@ -772,6 +780,7 @@ class DialogLayer:
         self._unacked.pop(dialog_id, None)
         self._sessions.pop(dialog_id, None)
         self._glare_method.pop(dialog_id, None)
+        self._expired.discard(dialog_id)
         for kind in ("2xx", "glare", "refresh", "expire"):
             self._timers.cancel((kind, dialog_id))
 
@@ -802,7 +811,10 @@ class DialogLayer:
                 events.append(RefreshSession(key, config.refresh_method))
             elif kind == "expire":
                 events.append(SessionExpired(key))
-                self._hang_up(key, "session expired", events)
+                if key in self._unacked:
+                    self._expired.add(key)  # RFC 3261 15: the BYE waits for the ACK
+                else:
+                    self._hang_up(key, "session expired", events)
         return events
 
     def _on_2xx_timer(self, dialog_id: DialogId, now: float, events: list[DialogEvent]) -> None:
@@ -945,10 +957,13 @@ class DialogLayer:
             return [SendResponse(make_response(request, 481))]
         if method == "ACK":
             pending = self._unacked.get(dialog_id)
+            acked: list[DialogEvent] = [RequestReceived(dialog_id, request)]
             if pending is not None and pending.seq == request.cseq.seq:
                 del self._unacked[dialog_id]
                 self._timers.cancel(("2xx", dialog_id))
-            return [RequestReceived(dialog_id, request)]
+                if dialog_id in self._expired:
+                    self._hang_up(dialog_id, "session expired", acked)
+            return acked
         if config is not None and method in ("INVITE", "UPDATE"):
             too_small = st.check_min_se(request, config)
             if too_small is not None:

@@ -182,6 +182,24 @@ class ClientTransactionHandle:
         else:
             self._cancel_pending = True
 
+    @property
+    def cancel_sent(self) -> bool:
+        """Whether our CANCEL of this INVITE has gone out (9.1 holds it until a provisional
+        response arrives)."""
+        return self._cancelled
+
+    async def abandon(self) -> None:
+        """Give up this INVITE without a final response and destroy its transaction (9.1:
+        none came 64*T1 after its CANCEL); iteration then raises TransactionError. Does
+        nothing once the final response is in or the transaction has failed."""
+        if self.request.method != "INVITE":
+            raise TransactionError(f"only an INVITE can be abandoned, not {self.request.method}")
+        if self.final is not None or self._error is not None:
+            return
+        self._fail(TransactionError("the INVITE was abandoned without a final response"))
+        layer = self._endpoint.layer
+        await self._endpoint._process(layer.abandon(self.key, trio.current_time()))
+
     def _deliver(self, response: Response) -> bool:
         """Take a response; False if this handle is done with them (it goes to ``stray``)."""
         if self.final is not None or self._error is not None:

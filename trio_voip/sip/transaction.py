@@ -95,7 +95,9 @@ class TimerConfig:
     ``timer_c`` bounds an INVITE client transaction in Proceeding, restarted by every
     provisional response (the proxy Timer C of 16.6, "> 3 min"). RFC 3261 gives a UAC no such
     limit, so it is off by default; without it a transaction whose final response never
-    arrives stays until the TU gives up (and with ``timer_c``, it reports TimedOut(C)).
+    arrives stays until the TU gives up (and with ``timer_c``, it reports TimedOut(C)). A
+    SessionCoordinator runs this limit itself, so that it can CANCEL the INVITE: it takes
+    ``timer_c`` as its ``answer_timeout`` and keeps it out of its transactions.
     """
 
     t1: float = attrs.field(default=0.5, validator=_positive)
@@ -176,6 +178,7 @@ class Input(enum.Enum):
     R2XX = "2xx"
     R3XX_6XX = "300-699"
     TRANSPORT_ERROR = "transport error"
+    ABANDON = "abandoned by the TU"
 
 
 def _response_input(status: int) -> Input:
@@ -550,6 +553,12 @@ class InviteClientTransaction(_ClientTransaction):
     def _timed_out_c(self, now: float, message: _Message, events: list[Event]) -> None:
         events.append(TimedOut(self.key, Timer.C))
 
+    def abandon(self, now: float) -> list[Event]:
+        """The TU gives up waiting for a final response (RFC 3261 9.1: none came 64*T1
+        after its CANCEL): the transaction ends at once. Raises TransactionError once a
+        final response is in (Completed and Accepted end by their own timers)."""
+        return self._input(Input.ABANDON, now, None)
+
     def _accept(self, now: float, message: _Message, events: list[Event]) -> None:
         self._to_tu(now, message, events)
         self._arm(Timer.M, self.config.timeout, now)
@@ -581,11 +590,13 @@ class InviteClientTransaction(_ClientTransaction):
         (S.CALLING, Input.R2XX): (S.ACCEPTED, _accept),
         (S.CALLING, Input.R3XX_6XX): (S.COMPLETED, _reject),
         (S.CALLING, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.CALLING, Input.ABANDON): (S.TERMINATED, _Transaction._absorb),
         (S.PROCEEDING, Input.R1XX): (S.PROCEEDING, _provisional),
         (S.PROCEEDING, Timer.C): (S.TERMINATED, _timed_out_c),
         (S.PROCEEDING, Input.R2XX): (S.ACCEPTED, _accept),
         (S.PROCEEDING, Input.R3XX_6XX): (S.COMPLETED, _reject),
         (S.PROCEEDING, Input.TRANSPORT_ERROR): (S.TERMINATED, _Transaction._transport_failed),
+        (S.PROCEEDING, Input.ABANDON): (S.TERMINATED, _Transaction._absorb),
         (S.COMPLETED, Input.R1XX): (S.COMPLETED, _Transaction._absorb),
         (S.COMPLETED, Input.R2XX): (S.COMPLETED, _Transaction._absorb),
         (S.COMPLETED, Input.R3XX_6XX): (S.COMPLETED, _resend_ack),
@@ -925,6 +936,17 @@ class TransactionLayer:
         events = txn.send_response(response, now)
         if key.legacy and isinstance(txn, InviteServerTransaction) and response.status >= 200:
             self._alias_ack(txn, response)
+        self._settle(txn)
+        return events
+
+    def abandon(self, key: TransactionKey, now: float) -> list[Event]:
+        """Destroy INVITE client transaction ``key`` still waiting for its final response
+        (see :meth:`InviteClientTransaction.abandon`); raises TransactionError for any other
+        transaction or state."""
+        txn = self._transactions.get(key)
+        if not isinstance(txn, InviteClientTransaction):
+            raise TransactionError(f"no live INVITE client transaction {key}")
+        events = txn.abandon(now)
         self._settle(txn)
         return events
 
