@@ -535,3 +535,22 @@ def test_a_new_tier_escalates_callers_already_waiting() -> None:
     engine.agent_login("t2", now=2.0)
     assert engine.next_deadline() == 21.0
     assert offers(run_until(engine, 21.0)) == [("c1", "t2")]
+
+
+def test_overflow_into_a_removed_queue_is_refused_with_503() -> None:
+    main = Queue("q", max_wait=5.0, overflow=ToQueue("gone"))
+    engine = center(main, agent("a1"), login=False, extra=[Queue("gone")])
+    engine.remove_queue("gone")
+    engine.caller_arrives(Caller("c1", "s1"), "q", now=0.0)
+    out = run_until(engine, 5.0)
+    assert only(Reject, out) == [Reject("c1", "s1", "gone", 503, LeaveReason.UNKNOWN_QUEUE)]
+    assert engine.caller_state("c1") is None
+
+
+def test_a_shorter_tier_wait_applies_to_callers_already_waiting() -> None:
+    engine = center(Queue("q", tier_wait=60.0), agent("t1", tier=1))
+    engine.caller_arrives(Caller("c1", "s1"), "q", now=0.0)
+    assert engine.next_deadline() == 60.0
+    engine.update_queue(Queue("q", tier_wait=10.0), now=1.0)
+    assert engine.next_deadline() == 10.0
+    assert offers(run_until(engine, 10.0)) == [("c1", "t1")]

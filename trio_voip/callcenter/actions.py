@@ -156,9 +156,9 @@ class AgentStateChanged:
 @attrs.frozen
 class AgentPauseChanged:
     """Agent ``agent_id`` was paused (``paused``, with the reason code ``reason``: by request
-    or :data:`~.model.AUTO_PAUSE_NO_ANSWER`) or resumed at ``at``. Its state may not change
-    (a pause waits for the calls in progress), so this is reported on its own; a log-out ends
-    a pause too, reported by the change to OFFLINE."""
+    or :data:`~.model.AUTO_PAUSE_NO_ANSWER`) or resumed (by request, or by logging out) at
+    ``at``. Its state may not change (a pause waits for the calls in progress), so this is
+    reported on its own."""
 
     agent_id: AgentId
     paused: bool

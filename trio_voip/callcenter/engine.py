@@ -274,9 +274,9 @@ class CallCenter:
         self._index_members()
 
     def update_queue(self, queue: Queue, *, now: float) -> list[Action]:
-        """Replace a queue's rules. Routing, announcements' estimate window and wrap-up use the
-        new ones at once; timers already running for waiting callers (max wait, tiers,
-        announcements) keep the times they were set with."""
+        """Replace a queue's rules. Routing, tier escalation, the estimate window and wrap-up
+        use the new ones at once; the max wait and announcement timers of callers already
+        waiting keep the times they were set with."""
         rt = self._queue(queue.queue_id) if isinstance(queue, Queue) else None
         if rt is None:
             raise CallCenterError(f"not a Queue: {queue!r}")
@@ -285,6 +285,7 @@ class CallCenter:
         rt.recent_waits = deque(rt.recent_waits, maxlen=queue.estimate_window)
         self._metrics.thresholds[queue.queue_id] = queue.service_level_threshold
         self._index_members()
+        self._reschedule_tiers(rt)
         self._check_leave_empty(rt)
         return self._finish()
 
@@ -329,6 +330,8 @@ class CallCenter:
     # -- agent inputs ------------------------------------------------------------------------
 
     def agent_login(self, agent_id: AgentId, *, now: float) -> list[Action]:
+        """Log in, unpaused (back in before the last call of a log-out ended: the log-out is
+        forgotten). The driver calls it when the agent's phone registers."""
         rt = self._agent(agent_id)
         if rt.logged_in:
             raise CallCenterError(f"agent {agent_id!r} is already logged in")
@@ -350,8 +353,10 @@ class CallCenter:
             raise CallCenterError(f"agent {agent_id!r} is not logged in")
         self._begin(now)
         rt.logged_in = False
-        rt.paused = False
-        rt.pause_reason = None
+        if rt.paused:
+            rt.paused = False
+            rt.pause_reason = None
+            self._emit(AgentPauseChanged(agent_id, False, None, now))
         self._cancel_agent_offers(rt, CancelReason.AGENT_LOGGED_OUT)
         for timer, (caller_id, queue_id) in rt.wrap_ups.items():
             timer.cancelled = True
@@ -374,6 +379,7 @@ class CallCenter:
         return self._finish()
 
     def agent_resume(self, agent_id: AgentId, *, now: float) -> list[Action]:
+        """End a pause (requested or automatic); the miss count starts again from 0."""
         rt = self._agent(agent_id)
         if not rt.paused:
             raise CallCenterError(f"agent {agent_id!r} is not paused")
@@ -426,6 +432,9 @@ class CallCenter:
         return offer_id in self._offers
 
     def offer_answered(self, offer_id: str, *, now: float) -> list[Action]:
+        """The agent answered: the caller is bridged to it (:class:`~.actions.BridgeCallerToAgent`)
+        and the caller's other offers are cancelled. Raises for a closed offer (see
+        :meth:`offer_open`)."""
         offer = self._offer(offer_id)
         self._begin(now)
         caller, agent = offer.caller, offer.agent
@@ -626,13 +635,16 @@ class CallCenter:
             tiers = tuple(sorted({agent.agent.tier for agent in rt.members}))
             if tiers != rt.tiers:
                 rt.tiers = tiers
-                # waiting callers' next escalation depends on which tiers exist
-                for caller in rt.callers:
-                    for timer in caller.timers:
-                        if timer.kind is _Kind.TIER:
-                            timer.cancelled = True
-                    caller.timers = [t for t in caller.timers if not t.cancelled]
-                    self._schedule_tier(caller)
+                self._reschedule_tiers(rt)
+
+    def _reschedule_tiers(self, rt: _QueueRt) -> None:
+        """Waiting callers' next escalation depends on the tiers that exist and tier_wait."""
+        for caller in rt.callers:
+            for timer in caller.timers:
+                if timer.kind is _Kind.TIER:
+                    timer.cancelled = True
+            caller.timers = [t for t in caller.timers if not t.cancelled]
+            self._schedule_tier(caller)
 
     # -- internals: state changes ------------------------------------------------------------
 
