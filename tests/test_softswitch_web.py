@@ -145,6 +145,7 @@ async def test_websocket_admin_operations():
                     ({"op": "hangup", "call": target}, "no live call"),
                     ({"op": "logout", "user": "9"}, "no user"),
                     ({"op": "reboot"}, "unknown operation"),
+                    ({"op": "hangup", "call": 5}, "hangup needs a call"),
                     ([1], "a JSON object"),
                 ]:
                     await ws.send_message(json.dumps(request))
@@ -254,3 +255,31 @@ async def test_a_bad_websocket_handshake_is_refused(caplog):
                 await next_state(ws, lambda s: True)
         assert (await http(port, get("/")))[0] == 200
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+
+
+def post(path: str) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".encode()
+
+
+async def test_admin_operations_by_post():
+    async with softswitch() as running:
+        port = http_port(running)
+        sip = sip_port(running)
+        bob = Phone()
+        async with phone("1002", sip, bob), phone("1001", sip) as caller:
+            call = await dial(caller, "1001", "1002", sip)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            target = running.softswitch.coordinator.calls[0].id
+            status, _, body = await http(port, post(f"/api/hangup?call={target}"))
+            assert (status, json.loads(body)["ok"]) == (200, True)
+            with trio.fail_after(5):
+                await call.wait_ended()
+            status, _, body = await http(port, post(f"/api/hangup?call={target}"))
+            assert status == 404 and "no live call" in json.loads(body)["error"]
+            status, _, body = await http(port, post("/api/logout?user=1002"))
+            assert (status, json.loads(body)["ok"]) == (200, True)
+            assert not running.softswitch.state()["users"][1]["online"]
+            assert (await http(port, post("/api/logout?user=nobody")))[0] == 404
+            status, _, body = await http(port, post("/api/logout"))
+            assert (status, json.loads(body)["error"]) == (400, "logout needs a user")
+            await settled(running)

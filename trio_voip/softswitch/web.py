@@ -6,7 +6,10 @@
 * ``GET /ws`` (WebSocket, via trio-websocket): the state as a JSON text message at once and
   after every change, at most ``1 / push_interval`` per second. The page sends admin
   operations as JSON: ``{"op": "hangup", "call": id}``, ``{"op": "logout", "user": name}``;
-  each gets ``{"type": "result", "op": .., "ok": true|false, "error": ..}``.
+  each gets ``{"type": "result", "op": .., "ok": true|false, "error": ..}`` (and, when not
+  ok, ``"status"``: 400 for a malformed operation, 404 for an unknown call or user).
+* ``POST /api/hangup?call=ID``, ``POST /api/logout?user=NAME``: the same operations for
+  scripts (``curl -X POST``), answered with the same result object (200, else 400/404).
 
 Each HTTP connection serves one request (``Connection: close``). A WebSocket request is read
 like any other, then handed to trio-websocket with its bytes replayed in front of the stream.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 import attrs
 import trio
@@ -31,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 _MAX_HEAD = 16384
 _HEAD_TIMEOUT = 10.0
+# POST paths: (operation, its query argument)
+_POST_OPS = {"/api/hangup": ("hangup", "call"), "/api/logout": ("logout", "user")}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
@@ -46,6 +52,10 @@ class HttpRequest:
     @property
     def path(self) -> str:
         return self.target.partition("?")[0]
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(self.target.partition("?")[2]))
 
     @property
     def wants_websocket(self) -> bool:
@@ -117,6 +127,13 @@ async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes] | None:
         buffer += data
 
 
+def _argument(request: dict[str, Any], name: str) -> str:
+    value = request.get(name)
+    if not isinstance(value, str) or not value:
+        raise SoftswitchError(f"{request.get('op')} needs a {name}", status=400)
+    return value
+
+
 def _response(status: int, body: bytes, content_type: str, extra: str = "") -> bytes:
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
@@ -180,8 +197,19 @@ class SupervisorServer:
         except SoftswitchError as exc:
             await stream.send_all(_response(exc.status, f"{exc}\n".encode(), "text/plain"))
             return
-        if request.method != "GET":
-            await stream.send_all(_response(405, b"GET only\n", "text/plain", "Allow: GET\r\n"))
+        if request.method == "POST" and request.path in _POST_OPS:
+            op, argument = _POST_OPS[request.path]
+            result = await self.command(
+                json.dumps({"op": op, argument: request.query.get(argument)})
+            )
+            status = 200 if result["ok"] else result["status"]
+            await stream.send_all(_response(status, json.dumps(result).encode(),
+                                            "application/json"))
+        elif request.method != "GET":
+            await stream.send_all(
+                _response(405, b"GET, or POST to /api/hangup or /api/logout\n", "text/plain",
+                          "Allow: GET, POST\r\n")
+            )
         elif request.path == "/":
             await stream.send_all(_response(200, PAGE.encode(), "text/html; charset=utf-8"))
         elif request.path == "/api/state":
@@ -239,13 +267,14 @@ class SupervisorServer:
                 raise SoftswitchError("an operation is a JSON object", status=400)
             op = request.get("op")
             if op == "hangup":
-                await self.softswitch.hangup(str(request.get("call")))
+                await self.softswitch.hangup(_argument(request, "call"))
             elif op == "logout":
-                self.softswitch.logout(str(request.get("user")))
+                self.softswitch.logout(_argument(request, "user"))
             else:
                 raise SoftswitchError(f"unknown operation {op!r}", status=400)
         except (ValueError, TrioVoipError) as exc:  # ValueError: not JSON
-            return {"type": "result", "op": op, "ok": False, "error": str(exc)}
+            status = getattr(exc, "status", 400)
+            return {"type": "result", "op": op, "ok": False, "error": str(exc), "status": status}
         return {"type": "result", "op": op, "ok": True, "error": None}
 
 
