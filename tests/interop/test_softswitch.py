@@ -78,8 +78,8 @@ class SoftswitchProcess:
     http_port: int
     output: list[str]
 
-    async def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
+    async def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
         with trio.fail_after(10):
             return await self.process.wait()
 
@@ -175,7 +175,8 @@ async def test_sipp_calls_the_queue_and_its_one_registered_agent_answers(
                                  extra=["-s", "6000", "-l", "1"], timeout=30)
         assert_clean(uac, calls)
         assert_clean(uas[0], calls)
-        assert await switch.stop() == 0
+        assert await switch.stop(signal.SIGINT) == 0  # Ctrl-C
+    assert switch.output[-2:] == ["SIGINT: shutting down, ending 0 call(s)", "stopped"]
 
 
 async def test_sigterm_ends_a_live_call_with_bye_on_both_sides(sipp, tmp_path,
