@@ -200,8 +200,9 @@ class CallerStateChanged:
 class QueueStats:
     """A queue's numbers, live (since the engine started) or over an interval.
 
-    ``offered`` counts callers that joined (refused ones are ``rejected``, not offered);
-    once nobody waits, ``offered == answered + abandoned + overflowed``. ``service_level`` is
+    ``offered`` counts callers that joined (refused ones are ``rejected``, not offered); for
+    the live numbers ``offered == answered + abandoned + overflowed + waiting`` (an interval
+    also counts callers that joined before it and left inside it). ``service_level`` is
     answered within the threshold over answered + abandoned + overflowed (None before any
     caller left); times are seconds, None when nothing was measured."""
 

@@ -35,6 +35,27 @@ queue's ``retry_delay``. An answer resets the count, as does resuming.
 
 Every input checks its arguments and the state first and raises
 :class:`~trio_voip.errors.CallCenterError` before changing anything.
+
+**What a driver does with each action** (on the session coordinator):
+
+* ``OfferCall``: call the agent's phone (``sip_user``) with the offer id attached; its 200 is
+  ``offer_answered``; a failure (486/603/408/480...) is ``offer_failed`` (BUSY, REJECTED,
+  NO_ANSWER). An answer to an offer no longer open (``offer_open`` is False: cancelled, timed
+  out) must be hung up.
+* ``CancelOffer``: CANCEL (or hang up) that call to the agent; report nothing back.
+* ``BridgeCallerToAgent``: answer the customer if not yet answered, stop its music and
+  announcements, ``bridge_sessions(customer, agent leg)``; when either side hangs up (the
+  bridge's end), ``call_ended``.
+* ``Overflow``: ``ToQueue`` needs nothing (done inside); else record a message, play the
+  prompt and hang up, or answer with the busy status. ``Reject``: answer with ``status``.
+* ``PlayAnnouncement``: play position and estimated wait over the music on hold.
+* The reports (``*Changed``, ``WrapUpEnded``): publish them; store and supervisor feed on them.
+
+Inputs in the other direction: ``agent_login`` / ``agent_logout`` when an agent's phone
+registers or unregisters (or an admin says so), ``caller_arrives`` when a customer's call to a
+queue's number comes in, ``caller_abandons`` when it hangs up while waiting,
+``caller_leaves_by_dtmf`` for each digit it presses, and ``on_timer`` whenever
+``next_deadline`` passes (re-read it after every input).
 """
 
 from __future__ import annotations
