@@ -311,6 +311,8 @@ button { font-size: .85em; }
 "use strict";
 let socket = null;
 let delay = 500;
+let last = null;      // the last state, and when it came: ages tick on between pushes
+let lastAt = 0;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -341,11 +343,16 @@ function send(op) {
   if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(op));
 }
 
-function render(s) {
+function since(seconds, extra) {
+  return (seconds + (extra || 0)).toFixed(1) + " s";
+}
+
+function render(s, extra) {
   table("queues", ["Number", "Name", "Strategy", "Waiting", "Agents", "Metrics"],
     s.queues.map(q => ({attrs: {"data-queue": q.number}, cells: [
       q.number, q.name, q.strategy,
-      q.waiting.length ? q.waiting.map(w => w.from + " (" + w.wait + " s)").join(", ") : "0",
+      q.waiting.length ? q.waiting.map(w => w.from + " (" + since(w.wait, extra) + ")").join(", ")
+                       : "0",
       el("span", {}, ...q.agents.flatMap(a => [a.name + " ", badge(a.state), "  "])),
       q.metrics ? JSON.stringify(q.metrics) : "none (" + s.router + ")"]})));
   table("users", ["User", "Name", "State", "Registered from", ""],
@@ -357,11 +364,11 @@ function render(s) {
   table("calls", ["Call", "From", "To", "State", "Age", "Talk", "Bridge", ""],
     s.calls.map(c => ({attrs: {"data-call": c.id, class: "call"}, cells: [
       c.id + (c.queue ? " (queue " + c.queue + ")" : ""), c.from, c.to, badge(c.state),
-      c.age + " s", c.talk + " s", c.bridge || "",
+      since(c.age, extra), since(c.talk, c.state === "active" ? extra : 0), c.bridge || "",
       el("button", {onclick: () => send({op: "hangup", call: c.id})}, "hang up")]})));
   table("bridges", ["Bridge", "Participants", "Age"],
     s.bridges.map(b => ({attrs: {"data-bridge": b.id}, cells: [
-      b.id, b.participants.join(" + "), b.age + " s"]})));
+      b.id, b.participants.join(" + "), since(b.age, extra)]})));
   const st = document.getElementById("status");
   st.className = "";
   st.textContent = "live: SIP " + s.sip.join(", ") + " \\u00b7 " + s.calls.length + " calls, "
@@ -374,7 +381,11 @@ function connect() {
   socket.onopen = () => { delay = 500; };
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
-    if (message.type === "state") render(message);
+    if (message.type === "state") {
+      last = message;
+      lastAt = Date.now();
+      render(message, 0);
+    }
     else if (message.type === "result" && !message.ok) alert(message.op + ": " + message.error);
   };
   socket.onclose = () => {
@@ -386,6 +397,11 @@ function connect() {
   };
 }
 connect();
+setInterval(() => {
+  if (last && socket && socket.readyState === WebSocket.OPEN) {
+    render(last, (Date.now() - lastAt) / 1000);
+  }
+}, 1000);
 </script>
 </body>
 </html>
