@@ -554,3 +554,61 @@ def test_a_shorter_tier_wait_applies_to_callers_already_waiting() -> None:
     engine.update_queue(Queue("q", tier_wait=10.0), now=1.0)
     assert engine.next_deadline() == 10.0
     assert offers(run_until(engine, 10.0)) == [("c1", "t1")]
+
+
+def serve(engine: CallCenter, caller_id: str, now: float, talk: float) -> str:
+    """A caller arrives, the offered agent answers at once and talks for ``talk`` seconds."""
+    out = engine.caller_arrives(Caller(caller_id, f"s-{caller_id}"), "q", now=now)
+    (offer,) = only(OfferCall, out)
+    engine.offer_answered(offer.offer_id, now=now)
+    engine.call_ended(caller_id, now=now + talk)
+    return offer.agent_id
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        # a: 1 call of 100 s ending at 100; b: 2 calls of 10 s, the last ending at 220
+        (Strategy.LONGEST_IDLE, "a"),
+        (Strategy.FEWEST_CALLS, "a"),
+        (Strategy.LEAST_TALK_TIME, "b"),
+        (Strategy.LINEAR, "a"),
+    ],
+)
+def test_engine_feeds_strategies_the_agents_history(strategy: Strategy, expected: str) -> None:
+    engine = center(Queue("q", strategy=Strategy.LINEAR), agent("a", order=0), agent("b", order=1))
+    assert serve(engine, "c1", 0.0, 100.0) == "a"
+    engine.agent_pause("a", "hold on", now=100.0)
+    assert serve(engine, "c2", 200.0, 10.0) == "b"
+    assert serve(engine, "c3", 210.0, 10.0) == "b"
+    engine.agent_resume("a", now=230.0)
+    engine.update_queue(Queue("q", strategy=strategy), now=230.0)
+    stats = {a: engine.agent_stats(a, 230.0) for a in "ab"}
+    assert (stats["a"].answered, stats["a"].talk_time) == (1, 100.0)
+    assert (stats["b"].answered, stats["b"].talk_time) == (2, 20.0)
+    assert serve(engine, "c4", 240.0, 1.0) == expected
+
+
+def test_skill_based_routing_in_the_engine() -> None:
+    queue = Queue("q", strategy=Strategy.SKILL_BASED, required_skills={"de": 1, "billing": 1})
+    engine = center(
+        queue,
+        agent("generalist", skills={"de": 4, "billing": 4}),
+        agent("expert", skills={"de": 9, "billing": 7}),
+        agent("monolingual", skills={"billing": 10}),
+    )
+    assert serve(engine, "c1", 0.0, 5.0) == "expert"
+
+
+def test_random_strategies_are_reproducible_with_a_seed() -> None:
+    def picks(seed: int, strategy: Strategy) -> list[str]:
+        engine = CallCenter(seed=seed)
+        engine.add_queue(Queue("q", strategy=strategy))
+        for name, weight in (("a", 1.0), ("b", 2.0), ("c", 4.0)):
+            engine.add_agent(agent(name, weight=weight))
+            engine.agent_login(name, now=0.0)
+        return [serve(engine, f"c{n}", float(n), 0.5) for n in range(12)]
+
+    for strategy in (Strategy.RANDOM, Strategy.WEIGHTED_RANDOM):
+        assert picks(7, strategy) == picks(7, strategy)
+        assert len(set(picks(7, strategy))) > 1

@@ -454,6 +454,8 @@ class CallCenterMachine(RuleBasedStateMachine):
             ), (caller_id, seen)
             if seen.state in (CallerState.REJECTED, CallerState.OVERFLOWED):
                 assert seen.final_action, f"{caller_id} {seen.state} without its action"
+        live = {c.caller.caller_id: c.agent_id for c in self.engine.live_calls()}
+        assert live == self.calls
         for queue_id in QUEUE_IDS:
             waiting = self.engine.waiting(queue_id)
             mine = sorted(

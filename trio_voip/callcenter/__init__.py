@@ -25,7 +25,7 @@ from .actions import (
     Reject,
     WrapUpEnded,
 )
-from .engine import AgentStatus, CallCenter, WaitingCaller
+from .engine import AgentStatus, CallCenter, LiveCall, WaitingCaller
 from .metrics import AgentStats, MetricsFold, interval_stats
 from .model import (
     AGENT_TRANSITIONS,
@@ -51,6 +51,7 @@ __all__ = [
     "CallCenter",
     "AgentStatus",
     "WaitingCaller",
+    "LiveCall",
     "Agent",
     "Queue",
     "Caller",

@@ -111,7 +111,7 @@ from .model import (
 )
 from .strategies import STRATEGIES, RINGS_ALL, RoutingContext, RoutingStats
 
-__all__ = ["CallCenter", "AgentStatus", "WaitingCaller"]
+__all__ = ["CallCenter", "AgentStatus", "WaitingCaller", "LiveCall"]
 
 #: SIP statuses for callers refused at the door.
 _FULL_STATUS = 486
@@ -147,6 +147,17 @@ class WaitingCaller:
     joined_at: float
     position: int
     offers: tuple[str, ...]
+
+
+@attrs.frozen
+class LiveCall:
+    """A caller bridged to an agent, for a supervisor's list of live calls."""
+
+    caller: Caller
+    queue_id: QueueId
+    agent_id: AgentId
+    joined_at: float
+    answered_at: float
 
 
 class _Kind(enum.Enum):
@@ -577,6 +588,15 @@ class CallCenter:
         return [
             WaitingCaller(c.caller, queue_id, c.state, c.joined_at, index, tuple(c.offers))
             for index, c in enumerate(rt.callers, 1)
+        ]
+
+    def live_calls(self) -> list[LiveCall]:
+        """Every caller bridged to an agent (in the order they joined their queue)."""
+        return [
+            LiveCall(c.caller, c.queue.queue.queue_id, c.agent.agent.agent_id, c.joined_at,
+                     c.answered_at)
+            for c in self._callers.values()
+            if c.agent is not None and c.answered_at is not None
         ]
 
     def queue_stats(self, queue_id: QueueId, now: float) -> QueueStats:
