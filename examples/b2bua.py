@@ -152,7 +152,9 @@ class B2buaStats:
 class B2bua(CallHandler):
     """The B2BUA's call handler; run it with ``await nursery.start(b2bua.run, builder)``, which
     builds the coordinator (with this handler) from ``builder`` and reports it started.
-    ``media="relay"`` needs a builder with ``media_relay(True)`` (see :func:`make_builder`)."""
+    ``media="relay"`` needs a builder with ``media_relay(True)`` (see :func:`make_builder`).
+    :meth:`stop` ends it gracefully (live calls get BYE/CANCEL); cancelling ``run`` instead
+    tears the sockets down at once, with no time left to say goodbye."""
 
     def __init__(self, target: SipUri, *, media: MediaMode = "passthrough") -> None:
         if media not in get_args(MediaMode):
@@ -166,6 +168,7 @@ class B2bua(CallHandler):
         self._callees: dict[str, CallSession] = {}
         self._coordinator: SessionCoordinator | None = None
         self._nursery: trio.Nursery | None = None
+        self._stop = trio.Event()
 
     @property
     def coordinator(self) -> SessionCoordinator:
@@ -187,10 +190,14 @@ class B2bua(CallHandler):
                 async with builder.handler(self).build() as coordinator:
                     self._coordinator = coordinator
                     task_status.started(coordinator)
-                    await trio.sleep_forever()
+                    await self._stop.wait()
             finally:
                 self._coordinator = None
                 nursery.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        """Leave the coordinator normally: it hangs up every live call, then closes."""
+        self._stop.set()
 
     def _callee_uri(self, caller: CallSession) -> SipUri:
         invite = caller.invite
@@ -378,7 +385,7 @@ async def serve(
                 print(f"listening on {address}, calling {target}", flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
-                    nursery.cancel_scope.cancel()
+                    b2bua.stop()
                     break
     finally:
         held = coordinator.stats() if coordinator is not None else None

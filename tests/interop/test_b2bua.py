@@ -16,7 +16,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_voip import EndKind, EndReason, SessionManagerBuilder, TrioVoipError
+from trio_voip import CallState, EndKind, EndReason, SessionManagerBuilder, TrioVoipError
 from trio_voip.sip.transaction import TimerConfig
 from trio_voip.sip.uri import SipUri
 
@@ -212,3 +212,31 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def test_stop_hangs_up_both_legs_of_live_calls(sipp, unused_udp_port_pair):
+    # b2bua.stop() (what SIGTERM does) leaves the coordinator normally: every live call gets a
+    # BYE on both legs, which both SIPp sides count as success.
+    uas_port, uac_port = unused_udp_port_pair
+    calls = 20
+    async with trio.open_nursery() as nursery:
+        b2bua, coordinator = await start_b2bua(nursery, uas_port)
+        async with sipp_uas(uas_port, "uas", calls) as uas:
+            uac: list = []
+
+            async def caller() -> None:
+                uac.append(await sipp_uac(coordinator.port(), uac_port,
+                                          scenario("uac_wait_bye.xml"), calls, rate=100))
+
+            nursery.start_soon(caller)
+            def up() -> int:  # both legs of a call are ACTIVE once the caller's ACK landed
+                return sum(c.state is CallState.ACTIVE for c in coordinator.calls)
+
+            with trio.fail_after(10):
+                while up() < 2 * calls:
+                    await trio.sleep(0.05)
+            b2bua.stop()
+    assert_clean(uac[0], calls)
+    assert_clean(uas[0], calls)
+    assert coordinator.stats().calls == 0
+    assert (b2bua.stats.answered, b2bua.stats.active) == (calls, 0)

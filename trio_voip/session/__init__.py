@@ -25,7 +25,9 @@ reports everything as frozen session events on Trio channels::
     trio.run(main)
 
 Leaving ``async with`` hangs up every live call (BYE/CANCEL, bounded by the shutdown
-timeout) and closes every socket.
+timeout) and closes every socket. Leave it normally (e.g. wait on a ``trio.Event`` that a signal
+handler sets): cancelling a scope around it cancels the coordinator's sockets too, so calls are
+then dropped without a goodbye.
 """
 
 from trio_voip.session.bridges import BridgeManager
