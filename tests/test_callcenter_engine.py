@@ -453,6 +453,8 @@ def test_refused_inputs_raise_and_change_nothing() -> None:
         engine.offer_failed("offer-1", "busy", now=1.0)  # type: ignore[arg-type]
     with pytest.raises(CallCenterError):
         engine.on_timer(0.5)  # time went backwards
+    with pytest.raises(CallCenterError):
+        engine.on_timer(float("nan"))
     engine.offer_answered("offer-1", now=2.0)
     with pytest.raises(CallCenterError):
         engine.caller_abandons("c1", now=2.0)  # bridged: its end is call_ended

@@ -635,8 +635,8 @@ class CallCenter:
         return rt
 
     def _begin(self, now: float) -> None:
-        if not isinstance(now, (int, float)) or math.isnan(now):
-            raise CallCenterError(f"now must be a number, not {now!r}")
+        if not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise CallCenterError(f"now must be a finite number, not {now!r}")
         if now < self._now:
             raise CallCenterError(f"time went backwards: {now} after {self._now}")
         self._now = now
