@@ -25,6 +25,7 @@ from test_coordinator_lossy import (
 from test_dialog_support import in_dialog, invite
 from test_transaction_stack import ALICE, BOB as BOB_ADDRESS, new_request, start
 from trio_voip import CallDecision, CallHandler, CallSession, CallState, EndKind
+from trio_voip.session.events import CallEnded
 from trio_voip.errors import TransactionError, TrioVoipError
 from trio_voip.session.builder import SessionManagerBuilder
 from trio_voip.session.state import EndReason
@@ -358,3 +359,18 @@ def test_answer_timeout_must_be_positive() -> None:
     with pytest.raises(TrioVoipError):
         SessionManagerBuilder().limits(answer_timeout=0).config()
     assert SessionManagerBuilder().config().answer_timeout == 180.0
+
+
+async def test_an_invite_that_cannot_be_sent_fails_make_call_and_frees_the_call(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with builder(network, A).build() as a:
+        a.endpoint.layer.max_transactions = 0
+        events = a.subscribe_to_session_events()
+        with pytest.raises(TransactionError, match="transaction limit"):
+            await a.make_call(BOB)
+        assert counts(a) == (0, 0, 0, 0) and not network.log
+        while not isinstance(event := events.receive_nowait(), CallEnded):
+            pass
+        assert event.reason == EndReason(EndKind.FAILED, detail="could not send the INVITE")

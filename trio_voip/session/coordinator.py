@@ -1497,10 +1497,12 @@ class SessionCoordinator:
             legs.client = await self.endpoint.request(legs.invite, host, port, transport)
         except Exception as exc:
             legs.send_error = exc
-            self._end(call, EndReason(EndKind.FAILED, detail="could not send the INVITE"))
-            return
         finally:
             sent.set()
+            if legs.client is None:  # not sent: an error, or the coordinator is stopping
+                self._end(call, EndReason(EndKind.FAILED, detail="could not send the INVITE"))
+        if legs.client is None:
+            return
         try:
             await self._run_invite(call, legs, auth)
         except Exception as exc:
