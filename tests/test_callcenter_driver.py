@@ -1,0 +1,226 @@
+"""The call engine driven on a real softswitch (127.0.0.1 sockets): agents' phones register
+with Digest auth, a customer calls the queue, the driver rings, bridges, wraps up and
+records every phase in the store."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import attrs
+import pytest
+import trio
+
+from test_softswitch_app import Phone, dial, phone, register_phone, settled, test_config, until
+from trio_voip import CallDecision, CallState
+from trio_voip.callcenter import (
+    Agent, AgentState, Busy, CallCenter, EmptyRule, Queue, Strategy,
+)
+from trio_voip.callcenter.actions import OfferFailure
+from trio_voip.callcenter.driver import CallCenterDriver, offer_failure
+from trio_voip.callcenter.store import CallOutcome, CallRecord, MemoryStore
+from trio_voip.session import EndKind, EndReason
+from trio_voip.softswitch import QueueConfig, Softswitch
+
+QUEUE = "6000"
+
+
+@attrs.define
+class Center:
+    switch: Softswitch
+    driver: CallCenterDriver
+    engine: CallCenter
+    store: MemoryStore
+
+    @property
+    def port(self) -> int:
+        return self.switch.coordinator.port("UDP")
+
+    async def records(self) -> list[CallRecord]:
+        await self.driver.flush_store()
+        return await self.store.call_records(0, 1e12)
+
+    async def register(self, phone_coordinator: object, user: str) -> None:
+        await register_phone(phone_coordinator, user, self.port)  # type: ignore[arg-type]
+        self.driver.refresh_agents()
+
+    def state(self, agent_id: str) -> AgentState:
+        return self.engine.agent_state(agent_id)
+
+
+@contextlib.asynccontextmanager
+async def call_center(**queue: object) -> AsyncIterator[Center]:
+    config = test_config(queues=(QueueConfig(QUEUE, "support", members=("1001", "1002")),))
+    engine = CallCenter(seed=1)
+    engine.add_queue(Queue(QUEUE, **{"strategy": Strategy.LONGEST_IDLE, **queue}))  # type: ignore[arg-type]
+    for user in ("1001", "1002"):
+        engine.add_agent(Agent(f"a{user}", f"Agent {user}", user, queues={QUEUE}))
+    async with MemoryStore.open() as store, trio.open_nursery() as nursery:
+        switch: Softswitch = await nursery.start(Softswitch(config).run)
+        driver = CallCenterDriver(
+            switch.coordinator, engine, store, poll_interval=0.05, busy_tone=0.2,
+            on_change=switch.notify_changed,
+        )
+        await nursery.start(driver.run)
+        switch.router = driver
+        yield Center(switch, driver, engine, store)
+        nursery.cancel_scope.cancel()
+
+
+async def clean(center: Center) -> None:
+    """Nothing left: no calls, bridges, waiting callers or unwritten records."""
+    await settled_switch(center)
+    # the driver hears of a call's end a moment after the coordinator forgets it
+    await until(lambda: not center.engine.waiting(QUEUE) and not center.engine.live_calls())
+    stats = center.switch.coordinator.stats()
+    assert (stats.calls, stats.dialogs, stats.bridges, stats.rtp_ports) == (0, 0, 0, 0)
+
+
+async def settled_switch(center: Center) -> None:
+    coordinator = center.switch.coordinator
+    await until(lambda: not coordinator.calls and not coordinator.list_bridges())
+
+
+async def test_longest_idle_agent_answers_is_bridged_then_wraps_up():
+    async with call_center(wrap_up_time=0.3) as center:
+        bob, ann = Phone(lambda call: CallDecision.defer()), Phone()
+        async with phone("1002", center.port, bob, register=False) as bob_phone, \
+                phone("1001", center.port, ann, register=False) as ann_phone:
+            # 1002 logs in first, so it has been idle longest
+            await center.register(bob_phone, "1002")
+            await trio.sleep(0.05)
+            await center.register(ann_phone, "1001")
+            assert center.state("a1002") is center.state("a1001") is AgentState.AVAILABLE
+            async with phone("1003", center.port, register=False) as customer_phone:
+                call = await dial(customer_phone, "1003", QUEUE, center.port)
+                assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+                with trio.fail_after(5):
+                    await bob.arrived.wait()
+                assert ann.incoming == []
+                assert center.state("a1002") is AgentState.RINGING
+                (waiting,) = center.switch.state()["queues"][0]["waiting"]
+                assert waiting["from"].startswith("sip:1003@") and waiting["position"] == 1
+                await bob.incoming[0].answer()
+                coordinator = center.switch.coordinator
+                await until(lambda: len(coordinator.list_bridges()) == 1)
+                assert center.state("a1002") is AgentState.ON_CALL
+                (bridge,) = coordinator.list_bridges()
+                assert set(bridge.participants) == {
+                    c.id for c in coordinator.calls
+                }
+                await call.hangup()
+                with trio.fail_after(5):
+                    await bob.incoming[0].wait_ended()
+                await until(lambda: center.state("a1002") is AgentState.WRAP_UP)
+                await until(lambda: center.state("a1002") is AgentState.AVAILABLE, timeout=2)
+                await clean(center)
+                (record,) = await center.records()
+                assert record.outcome is CallOutcome.ANSWERED and record.agent_id == "a1002"
+                assert [o.agent_id for o in record.offers] == ["a1002"]
+                assert record.caller.startswith("sip:1003@") and record.queue_id == QUEUE
+                times = (record.arrived_at, record.offers[0].at, record.answered_at,
+                         record.bridged_at, record.ended_at, record.wrapup_ended_at)
+                assert None not in times and list(times) == sorted(times)  # type: ignore[type-var]
+                states = [c.state for c in await center.store.agent_history("a1002")]
+                assert states == ["available", "ringing", "on-call", "wrap-up", "available"]
+                metrics = center.switch.state()["queues"][0]["metrics"]
+                assert (metrics["offered"], metrics["answered"], metrics["waiting"]) == (1, 1, 0)
+
+
+async def test_no_answer_rings_the_next_agent_after_the_ring_timeout():
+    async with call_center(ring_timeout=0.5, retry_delay=5.0) as center:
+        bob, ann = Phone(lambda call: CallDecision.defer()), Phone()
+        async with phone("1002", center.port, bob, register=False) as bob_phone, \
+                phone("1001", center.port, ann, register=False) as ann_phone:
+            await center.register(bob_phone, "1002")
+            await trio.sleep(0.05)
+            await center.register(ann_phone, "1001")
+            async with phone("1003", center.port, register=False) as customer_phone:
+                call = await dial(customer_phone, "1003", QUEUE, center.port)
+                with trio.fail_after(5):
+                    await bob.arrived.wait()
+                    # not answered in 0.5 s: CANCELled, and the other agent rings
+                    assert (await bob.incoming[0].wait_ended()).kind is EndKind.CANCELLED
+                    await ann.arrived.wait()
+                await until(lambda: len(center.switch.coordinator.list_bridges()) == 1)
+                assert center.state("a1001") is AgentState.ON_CALL
+                assert center.engine.agent_status("a1002").no_answer_count == 1
+                await call.hangup()
+                await clean(center)
+                (record,) = await center.records()
+                assert [(o.agent_id, o.missed_reason) for o in record.offers] == [
+                    ("a1002", "ring-timeout"), ("a1001", None)]
+                assert record.agent_id == "a1001"
+
+
+async def test_an_agent_refusing_is_an_offer_failure_and_the_other_one_rings():
+    async with call_center(retry_delay=5.0) as center:
+        bob, ann = Phone(lambda call: CallDecision.reject(486)), Phone()
+        async with phone("1002", center.port, bob, register=False) as bob_phone, \
+                phone("1001", center.port, ann, register=False) as ann_phone:
+            await center.register(bob_phone, "1002")
+            await trio.sleep(0.05)
+            await center.register(ann_phone, "1001")
+            async with phone("1003", center.port, register=False) as customer_phone:
+                call = await dial(customer_phone, "1003", QUEUE, center.port)
+                with trio.fail_after(5):
+                    await ann.arrived.wait()
+                await until(lambda: len(center.switch.coordinator.list_bridges()) == 1)
+                await ann.incoming[0].hangup()  # the agent ends it this time
+                with trio.fail_after(5):
+                    await call.wait_ended()
+                await clean(center)
+                (record,) = await center.records()
+                assert [(o.agent_id, o.missed_reason) for o in record.offers] == [
+                    ("a1002", "busy"), ("a1001", None)]
+
+
+async def test_a_customer_hanging_up_while_waiting_is_abandoned():
+    async with call_center() as center:
+        async with phone("1003", center.port, register=False) as customer_phone:
+            call = await dial(customer_phone, "1003", QUEUE, center.port)
+            # nobody logged in, and the queue lets callers wait: answered, hears ringback
+            assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            assert len(center.engine.waiting(QUEUE)) == 1
+            await call.hangup()
+            await clean(center)
+            (record,) = await center.records()
+            assert record.outcome is CallOutcome.ABANDONED and record.offers == ()
+            assert center.engine.queue_stats(QUEUE, trio.current_time()).abandoned == 1
+
+
+async def test_a_queue_refusing_at_the_door_gives_its_status():
+    async with call_center(join_empty=EmptyRule.STRICT) as center:
+        async with phone("1003", center.port, register=False) as customer_phone:
+            call = await dial(customer_phone, "1003", QUEUE, center.port)
+            with trio.fail_after(5):
+                reason = await call.wait_ended()
+            assert reason.status == 480  # nobody logged in
+            await clean(center)
+            (record,) = await center.records()
+            assert record.outcome is CallOutcome.REJECTED
+            assert record.outcome_detail == "join-empty"
+
+
+async def test_a_dtmf_exit_key_sends_the_customer_to_busy():
+    async with call_center(exit_keys={"0": Busy(486)}) as center:
+        async with phone("1003", center.port, register=False) as customer_phone:
+            call = await dial(customer_phone, "1003", QUEUE, center.port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            await call.send_dtmf("0", method="info")
+            with trio.fail_after(5):
+                reason = await call.wait_ended()
+            assert reason.kind is EndKind.REMOTE_HANGUP
+            await clean(center)
+            (record,) = await center.records()
+            assert record.outcome is CallOutcome.OVERFLOWED and record.outcome_detail == "busy"
+
+
+@pytest.mark.parametrize(
+    ("status", "failure"),
+    [(None, OfferFailure.NO_ANSWER), (408, OfferFailure.NO_ANSWER),
+     (480, OfferFailure.NO_ANSWER), (486, OfferFailure.BUSY), (600, OfferFailure.BUSY),
+     (603, OfferFailure.REJECTED), (404, OfferFailure.REJECTED)],
+)
+def test_offer_failure(status, failure):
+    assert offer_failure(EndReason(EndKind.REJECTED, status)) is failure

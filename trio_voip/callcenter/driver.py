@@ -1,0 +1,592 @@
+"""The call engine on a session coordinator: :class:`CallCenterDriver`.
+
+The engine (:class:`~.engine.CallCenter`) decides; the driver feeds it what happens on the
+coordinator and performs what it returns. ``await nursery.start(driver.run)`` starts it; it is
+also a softswitch ``QueueRouter`` (``name``, :meth:`~CallCenterDriver.route`,
+:meth:`~CallCenterDriver.queue_state`).
+
+* **Time**: one task sleeps until ``engine.next_deadline()`` and calls ``on_timer``; every
+  other input wakes it, since an input may move the deadline.
+* **Agents** log in when their phone (``sip_user``) has a live registration and out when it
+  has none: the registrar reports no events, so the bindings are polled (``poll_interval``).
+* **Customers**: :meth:`~CallCenterDriver.route` hands a call to a queue number to the engine
+  and answers it, unless the engine refused it at the door (its status). While waiting the
+  customer hears music on hold (a looped WAV if given, else ringback) and, for each
+  ``PlayAnnouncement``, as many short beeps as its position (we have no speech), then the
+  music again. Hanging up while waiting is ``caller_abandons``; each DTMF digit is
+  ``caller_leaves_by_dtmf``.
+* **Offers**: ``OfferCall`` calls the agent's registered phone; its answer is
+  ``offer_answered``, its refusal ``offer_failed``; ``CancelOffer`` hangs that leg up.
+  ``BridgeCallerToAgent`` stops the music and bridges the customer with the agent's leg once
+  both are up; the first of the two to hang up ends the other, then ``call_ended`` starts the
+  agent's wrap-up.
+* **Leaving**: ``Overflow`` to a busy target plays the busy tone (``busy_tone`` seconds) and
+  hangs up; to an announcement plays its WAV (``prompts``) or beeps, then hangs up; to a
+  recording records the customer into ``recordings/<mailbox>/`` until it hangs up (at most
+  ``max_message`` seconds; no ``recordings``: hang up); ``Reject`` after the answer (the
+  queue it overflowed into refused it) just hangs up.
+* **Store**: each phase of a call (:class:`~.store.CallEvent`) and each agent state change
+  goes to ``store`` in order through one writer task, so the engine's loop never waits for
+  the database; a write the store refuses is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from trio_voip.errors import CallCenterError, TrioVoipError
+from trio_voip.rtp.g711 import G711Law
+from trio_voip.rtp.playback import FrameListSource, WavSource
+from trio_voip.rtp.ticker import PlaybackEnd
+from trio_voip.rtp.tones import tone_frames
+from trio_voip.session import CallDecision, CallSession, CallState, DtmfReceived, EndReason
+
+from .actions import (
+    Action,
+    AgentStateChanged,
+    BridgeCallerToAgent,
+    CallerStateChanged,
+    CancelOffer,
+    OfferCall,
+    OfferFailure,
+    Overflow,
+    PlayAnnouncement,
+    Reject,
+    WrapUpEnded,
+)
+from .engine import CallCenter
+from .model import (
+    AnnounceAndHangup,
+    Busy,
+    Caller,
+    CallerId,
+    CallerState,
+    QueueId,
+    ToQueue,
+    ToRecording,
+)
+from .settings import format_target
+from .store import AgentStateChange, CallEvent, CallPhase, Store
+
+if TYPE_CHECKING:
+    from trio_voip.session import SessionCoordinator
+    from trio_voip.softswitch.app import Presence
+    from trio_voip.softswitch.config import QueueConfig
+
+__all__ = ["CallCenterDriver", "offer_failure"]
+
+logger = logging.getLogger(__name__)
+
+# A beep of the announcements: 0.2 s of 660 Hz, 0.2 s apart (whole 20 ms frames).
+_BEEP = (660.0,)
+_BEEP_CADENCE = ((0.2, 0.2),)
+_MAX_BEEPS = 9
+
+
+def offer_failure(reason: EndReason | None) -> OfferFailure:
+    """What an agent leg that ended unanswered for ``reason`` tells the engine: 486/600 are
+    BUSY, 603 and other refusals REJECTED, no response / 408 / 480 / a CANCEL NO_ANSWER."""
+    status = reason.status if reason is not None else None
+    if status in (486, 600):
+        return OfferFailure.BUSY
+    if status is None or status in (408, 480, 487):
+        return OfferFailure.NO_ANSWER
+    return OfferFailure.REJECTED
+
+
+@attrs.define(eq=False)
+class _Customer:
+    call: CallSession
+    # while route() decides: a Reject among the arrival's actions refuses at the door
+    deciding: bool = True
+    refused: Reject | None = None
+    # the store's record of the caller's current queue (a new one per queue it joins)
+    record: str | None = None
+    answered: bool = False
+
+
+class CallCenterDriver:
+    """Runs ``engine`` on ``coordinator`` (see the module docstring). ``store``: where call
+    records and agent history go (None: nowhere). ``clock`` must be on Trio's time base
+    (the driver sleeps until the engine's deadlines). ``on_change`` is called after every
+    input (e.g. the supervisor page's ``notify_changed``)."""
+
+    name = "call engine"
+
+    def __init__(
+        self,
+        coordinator: SessionCoordinator,
+        engine: CallCenter,
+        store: Store | None = None,
+        clock: Callable[[], float] = trio.current_time,
+        *,
+        music_on_hold: str | os.PathLike[str] | None = None,
+        prompts: Mapping[str, str | os.PathLike[str]] | None = None,
+        recordings: str | os.PathLike[str] | None = None,
+        max_message: float = 120.0,
+        busy_tone: float = 2.0,
+        poll_interval: float = 1.0,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.coordinator = coordinator
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.music_on_hold = Path(music_on_hold) if music_on_hold is not None else None
+        self.prompts = {name: Path(path) for name, path in (prompts or {}).items()}
+        self.recordings = Path(recordings) if recordings is not None else None
+        self.max_message = max_message
+        self.busy_tone = busy_tone
+        self.poll_interval = poll_interval
+        self.on_change = on_change
+        self._customers: dict[CallerId, _Customer] = {}
+        self._legs: dict[str, CallSession] = {}  # offer id -> the agent's leg
+        # for the store: offer id -> agent id and call record; (caller, queue) -> the record
+        # of a call whose wrap-up is running
+        self._offer_agent: dict[str, str] = {}
+        self._offer_records: dict[str, str] = {}
+        self._wrap_ups: dict[tuple[CallerId, QueueId], str] = {}
+        self._wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._sources: dict[tuple[str, G711Law], FrameListSource] = {}
+        send, receive = trio.open_memory_channel[CallEvent | AgentStateChange](math.inf)
+        self._to_store, self._store_queue = send, receive
+        self._sent = self._written = 0
+        self._wrote = trio.Event()
+        self._records = itertools.count(1)
+        # store times are Unix times; the engine's are on the Trio clock
+        self._epoch = 0.0
+
+    # -- running --
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[CallCenterDriver] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._epoch = time.time() - self.clock()
+        if self.music_on_hold is not None:
+            await self._source("music", self.music_on_hold, G711Law.PCMU)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if self.store is not None:
+                nursery.start_soon(self._write_store, self.store)
+            self.refresh_agents()
+            nursery.start_soon(self._poll_agents)
+            task_status.started(self)
+            await self._timers()
+
+    async def _timers(self) -> None:
+        while True:
+            deadline = self.engine.next_deadline()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            now = self.clock()
+            deadline = self.engine.next_deadline()
+            if deadline is not None and deadline <= now:
+                self._perform(self.engine.on_timer(now))
+
+    def _input(self, step: Callable[..., list[Action]], *args: Any) -> None:
+        """Feed the engine one input (its time is added) and perform what it returns."""
+        self._perform(step(*args, now=self.clock()))
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        if self._nursery is None:
+            raise CallCenterError("the call-center driver is not running")
+        self._nursery.start_soon(fn, *args)
+
+    # -- agents --
+
+    def registered_users(self) -> set[str]:
+        """The users with a live registration at the coordinator's registrar."""
+        location = self.coordinator.registrar.location
+        now = trio.current_time()
+        return {
+            aor.partition(":")[2].rpartition("@")[0]
+            for aor in location.aors()
+            if location.lookup(aor, now)
+        }
+
+    def refresh_agents(self) -> None:
+        """Log agents in or out as their phones' registrations came or went."""
+        registered = self.registered_users()
+        for agent in self.engine.agents():
+            logged_in = self.engine.agent_status(agent.agent_id).logged_in
+            if agent.sip_user in registered and not logged_in:
+                self._input(self.engine.agent_login, agent.agent_id)
+            elif agent.sip_user not in registered and logged_in:
+                self._input(self.engine.agent_logout, agent.agent_id)
+
+    async def _poll_agents(self) -> None:
+        while True:
+            await trio.sleep(self.poll_interval)
+            self.refresh_agents()
+
+    def pause(self, agent_id: str, reason: str) -> None:
+        """Pause an agent (its calls go on; it is offered nothing until :meth:`resume`)."""
+        self._input(self.engine.agent_pause, agent_id, reason)
+
+    def resume(self, agent_id: str) -> None:
+        self._input(self.engine.agent_resume, agent_id)
+
+    # -- customers --
+
+    async def route(self, call: CallSession, queue: QueueConfig) -> CallDecision:
+        """The softswitch's ``QueueRouter.route``: the queue's number is its engine id."""
+        return self.route_to(call, queue.number)
+
+    def route_to(self, call: CallSession, queue_id: QueueId, priority: int = 0) -> CallDecision:
+        """Put the incoming ``call`` in queue ``queue_id``: answer it, or refuse it with the
+        engine's status (full, no agents, no such queue)."""
+        if self._nursery is None:
+            raise CallCenterError("the call-center driver is not running")
+        customer = _Customer(call)
+        self._customers[call.id] = customer
+        # subscribed before the answer, so that no digit is missed
+        events = call.events()
+        try:
+            self._input(self.engine.caller_arrives, Caller(call.id, call.id, priority), queue_id)
+        finally:
+            customer.deciding = False
+        if customer.refused is not None:
+            del self._customers[call.id]
+            events.close()
+            return CallDecision.reject(customer.refused.status)
+        self._spawn(self._follow_customer, customer, events)
+        return CallDecision.accept()
+
+    def _in_queue(self, caller_id: CallerId) -> bool:
+        state = self.engine.caller_state(caller_id)
+        return state is not None and state.in_queue
+
+    async def _follow_customer(
+        self, customer: _Customer, events: trio.MemoryReceiveChannel[Any]
+    ) -> None:
+        call = customer.call
+        try:
+            async with events:
+                state = await call.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
+                if state.established and self._in_queue(call.id):
+                    await self._hold_music(call)
+                async for event in events:
+                    if isinstance(event, DtmfReceived) and self._in_queue(call.id):
+                        self._input(self.engine.caller_leaves_by_dtmf, call.id, event.digit)
+            await call.wait_ended()
+            if self._in_queue(call.id):
+                self._input(self.engine.caller_abandons, call.id)
+        finally:
+            if not customer.answered:
+                self._customers.pop(call.id, None)
+
+    async def _source(self, key: str, path: Path, law: G711Law) -> FrameListSource | None:
+        source = self._sources.get((key, law))
+        if source is None:
+            try:
+                source = await trio.to_thread.run_sync(WavSource.read, path, law)
+            except TrioVoipError as exc:
+                logger.warning("cannot use %s: %s", path, exc)
+                return None
+            self._sources[(key, law)] = source
+        source.rewind()
+        return source
+
+    def _law(self, call: CallSession) -> G711Law:
+        media = self.coordinator.media
+        return media.law(call.id) if media is not None else G711Law.PCMU
+
+    async def _hold_music(self, call: CallSession) -> None:
+        try:
+            if self.music_on_hold is not None:
+                music = await self._source("music", self.music_on_hold, self._law(call))
+                # a fresh copy each: every customer hears it from the start
+                if music is not None and self._in_queue(call.id):
+                    call.start_playback(attrs.evolve(music, position=0), loop=True)
+                    return
+            if self._in_queue(call.id):
+                call.play_tone("ringback")
+        except TrioVoipError as exc:  # ended meanwhile, or no relayed media
+            logger.info("no music on hold for %s: %s", call.id, exc)
+
+    async def _announce(self, call: CallSession, position: int) -> None:
+        if call.state is not CallState.ACTIVE:
+            return
+        cadence = _BEEP_CADENCE * min(max(position, 1), _MAX_BEEPS)
+        try:
+            frames = tone_frames(_BEEP, cadence=cadence, law=self._law(call))
+            end = await call.play(FrameListSource(frames, self._law(call)))
+        except TrioVoipError as exc:
+            logger.info("no announcement for %s: %s", call.id, exc)
+            return
+        if end is PlaybackEnd.COMPLETED and self._in_queue(call.id):
+            await self._hold_music(call)
+
+    # -- offers --
+
+    async def _offer(self, offer: OfferCall) -> None:
+        customer = self._customers.get(offer.caller_id)
+        party = customer.call.remote_party if customer is not None else None
+        user = getattr(party.uri, "user", None) if party is not None else None
+        try:
+            leg = await self.coordinator.make_call(
+                offer.sip_user,
+                from_user=user or "queue",
+                display_name=party.display_name if party is not None else None,
+            )
+        except TrioVoipError as exc:
+            logger.info("cannot ring %s for %s: %s", offer.sip_user, offer.caller_id, exc)
+            self._offer_failed(offer.offer_id, OfferFailure.NO_ANSWER)
+            return
+        if not self.engine.offer_open(offer.offer_id):  # cancelled while we placed it
+            await _quiet(leg.hangup)
+            return
+        self._legs[offer.offer_id] = leg
+        state = await leg.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
+        if state.established and self.engine.offer_open(offer.offer_id):
+            self._input(self.engine.offer_answered, offer.offer_id)
+            return
+        self._legs.pop(offer.offer_id, None)
+        if state.established:  # answered as we cancelled it
+            await _quiet(leg.hangup)
+        else:
+            self._offer_failed(offer.offer_id, offer_failure(leg.end_reason))
+
+    def _offer_failed(self, offer_id: str, reason: OfferFailure) -> None:
+        if not self.engine.offer_open(offer_id):
+            return
+        agent = self._offer_agent.pop(offer_id, None)
+        record = self._offer_records.pop(offer_id, None)
+        if agent is not None and record is not None:
+            self._store(CallEvent(record, CallPhase.OFFER_MISSED, self._wall(),
+                                  agent_id=agent, detail=reason.value))
+        self._input(self.engine.offer_failed, offer_id, reason)
+
+    async def _bridge(self, customer: _Customer, leg: CallSession, action: Any) -> None:
+        call = customer.call
+        try:
+            state = await call.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
+            if state.established and leg.state is not CallState.TERMINATED:
+                try:
+                    call.stop_playback()
+                    self.coordinator.bridge_sessions(call.id, leg.id)
+                except TrioVoipError as exc:  # a leg ended meanwhile
+                    logger.info("cannot bridge %s and %s: %s", call.id, leg.id, exc)
+                else:
+                    if customer.record is not None:
+                        self._store(CallEvent(customer.record, CallPhase.BRIDGED, self._wall()))
+                await _first_to_end(call, leg)
+        finally:
+            with trio.CancelScope(shield=True):
+                await _quiet(call.hangup)
+                await _quiet(leg.hangup)
+        self._input(self.engine.call_ended, call.id)
+        self._customers.pop(call.id, None)
+
+    # -- leaving --
+
+    async def _leave(self, call: CallSession, target: object) -> None:
+        try:
+            if call.state is CallState.INITIATING or call.state is CallState.RINGING:
+                await call.wait_state(CallState.ACTIVE, CallState.ON_HOLD, timeout=5)
+            if isinstance(target, Busy):
+                call.play_tone("busy")
+                await trio.sleep(self.busy_tone)
+            elif isinstance(target, AnnounceAndHangup):
+                prompt = self.prompts.get(target.prompt)
+                source = (await self._source(target.prompt, prompt, self._law(call))
+                          if prompt is not None else None)
+                if source is None:
+                    source = FrameListSource(
+                        tone_frames(_BEEP, cadence=_BEEP_CADENCE * 3, law=self._law(call)),
+                        self._law(call),
+                    )
+                await call.play(attrs.evolve(source, position=0))
+            elif isinstance(target, ToRecording) and self.recordings is not None:
+                folder = self.recordings / target.mailbox
+                await trio.to_thread.run_sync(lambda: folder.mkdir(parents=True, exist_ok=True))
+                await call.play(FrameListSource(
+                    tone_frames(_BEEP, cadence=_BEEP_CADENCE, law=self._law(call)),
+                    self._law(call),
+                ))
+                recording = await call.record(folder / f"{call.call_id.replace('/', '_')}.wav")
+                with trio.move_on_after(self.max_message):
+                    await call.wait_ended()
+                await recording.stop()
+        except TrioVoipError as exc:
+            logger.info("overflow of %s: %s", call.id, exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await _quiet(call.hangup)
+
+    # -- performing the engine's actions --
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, OfferCall):
+                self._offer_agent[action.offer_id] = action.agent_id
+                customer = self._customers.get(action.caller_id)
+                if customer is not None and customer.record is not None:
+                    self._offer_records[action.offer_id] = customer.record
+                    self._store(CallEvent(customer.record, CallPhase.OFFERED,
+                                          self._wall(action.at), agent_id=action.agent_id))
+                self._spawn(self._offer, action)
+            elif isinstance(action, CancelOffer):
+                self._offer_agent.pop(action.offer_id, None)
+                record = self._offer_records.pop(action.offer_id, None)
+                if record is not None:
+                    self._store(CallEvent(record, CallPhase.OFFER_MISSED, self._wall(),
+                                          agent_id=action.agent_id, detail=action.reason.value))
+                leg = self._legs.pop(action.offer_id, None)
+                if leg is not None:
+                    self._spawn(_quiet, leg.hangup)
+            elif isinstance(action, BridgeCallerToAgent):
+                self._offer_agent.pop(action.offer_id, None)
+                self._offer_records.pop(action.offer_id, None)
+                leg = self._legs.pop(action.offer_id, None)
+                customer = self._customers.get(action.caller_id)
+                if leg is None or customer is None:
+                    raise CallCenterError(f"no legs to bridge for {action.offer_id}")
+                customer.answered = True
+                self._spawn(self._bridge, customer, leg, action)
+            elif isinstance(action, Reject):
+                customer = self._customers.get(action.caller_id)
+                if customer is None:
+                    continue
+                self._outcome(customer, CallPhase.REJECTED, action.reason.value)
+                if customer.deciding:
+                    customer.refused = action  # route() refuses it with the status
+                else:  # refused by the queue it overflowed into: it was answered
+                    self._spawn(self._leave, customer.call, None)
+            elif isinstance(action, Overflow):
+                customer = self._customers.get(action.caller_id)
+                if customer is None:
+                    continue
+                self._outcome(customer, CallPhase.OVERFLOWED, format_target(action.target))
+                if not isinstance(action.target, ToQueue):  # ToQueue: it waits there now
+                    self._spawn(self._leave, customer.call, action.target)
+            elif isinstance(action, PlayAnnouncement):
+                customer = self._customers.get(action.caller_id)
+                if customer is not None:
+                    self._spawn(self._announce, customer.call, action.position)
+            elif isinstance(action, AgentStateChanged):
+                self._store(AgentStateChange(action.agent_id, action.new.value,
+                                             self._wall(action.at), action.reason))
+            elif isinstance(action, CallerStateChanged):
+                self._caller_changed(action)
+            elif isinstance(action, WrapUpEnded):
+                record = self._wrap_ups.pop((action.caller_id, action.queue_id), None)
+                if record is not None:
+                    self._store(CallEvent(record, CallPhase.WRAPUP_ENDED, self._wall(action.at)))
+        self._wake.set()
+        if self.on_change is not None:
+            self.on_change()
+
+    def _caller_changed(self, change: CallerStateChanged) -> None:
+        customer = self._customers.get(change.caller_id)
+        if customer is None:
+            return
+        at = self._wall(change.at)
+        if change.old is None:
+            customer.record = f"{change.caller_id}#{next(self._records)}"
+            party = customer.call.remote_party
+            self._store(CallEvent(customer.record, CallPhase.ARRIVED, self._wall(change.joined_at),
+                                  session_id=customer.call.id, queue_id=change.queue_id,
+                                  caller=str(party.uri)))
+        record = customer.record
+        assert record is not None
+        new = change.new
+        # REJECTED and OVERFLOWED: stored from the Reject / Overflow that follows (its reason)
+        if new is CallerState.BRIDGED:
+            assert change.agent_id is not None
+            self._store(CallEvent(record, CallPhase.ANSWERED, at, agent_id=change.agent_id))
+        elif new is CallerState.COMPLETED:
+            self._store(CallEvent(record, CallPhase.ENDED, at))
+            self._wrap_ups[(change.caller_id, change.queue_id)] = record
+        elif new is CallerState.ABANDONED:
+            self._store(CallEvent(record, CallPhase.ABANDONED, at))
+
+    def _outcome(self, customer: _Customer, phase: CallPhase, detail: str) -> None:
+        if customer.record is not None:
+            self._store(CallEvent(customer.record, phase, self._wall(), detail=detail))
+
+    # -- the store --
+
+    def _wall(self, at: float | None = None) -> float:
+        return self._epoch + (self.clock() if at is None else at)
+
+    def _store(self, item: CallEvent | AgentStateChange) -> None:
+        if self.store is not None:
+            self._to_store.send_nowait(item)
+            self._sent += 1
+
+    async def _write_store(self, store: Store) -> None:
+        async for item in self._store_queue:
+            try:
+                if isinstance(item, CallEvent):
+                    await store.record_call_event(item)
+                else:
+                    await store.record_agent_state(item)
+            except TrioVoipError as exc:
+                logger.warning("store refused %r: %s", item, exc)
+            self._written += 1
+            self._wrote.set()
+            self._wrote = trio.Event()
+
+    async def flush_store(self) -> None:
+        """Wait until everything sent to the store so far is written (or refused)."""
+        target = self._sent
+        while self._written < target:
+            await self._wrote.wait()
+
+    # -- the supervisor's view --
+
+    def queue_state(self, queue: QueueConfig, presence: Presence) -> dict[str, Any]:
+        """The softswitch's ``QueueRouter.queue_state`` from the engine."""
+        queue_id = queue.number
+        now = self.clock()
+        waiting = []
+        for caller in self.engine.waiting(queue_id):
+            customer = self._customers.get(caller.caller.caller_id)
+            waiting.append({
+                "call": caller.caller.session_id,
+                "from": str(customer.call.remote_party.uri) if customer is not None else "",
+                "wait": round(now - caller.joined_at, 1),
+                "position": caller.position,
+                "state": caller.state.value,
+            })
+        agents = []
+        for agent in self.engine.agents():
+            if queue_id in agent.queues:
+                status = self.engine.agent_status(agent.agent_id)
+                agents.append({"name": agent.sip_user, "state": status.state.value,
+                               "paused": status.pause_reason if status.paused else None})
+        stats = self.engine.queue_stats(queue_id, now)
+        metrics = attrs.asdict(stats)
+        del metrics["queue_id"]
+        return {"waiting": waiting, "agents": agents, "metrics": metrics}
+
+
+async def _first_to_end(a: CallSession, b: CallSession) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def wait(call: CallSession) -> None:
+            await call.wait_ended()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(wait, a)
+        nursery.start_soon(wait, b)
+
+
+async def _quiet(hangup: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await hangup()
+    except TrioVoipError as exc:
+        logger.info("hang-up failed: %s", exc)
