@@ -9,14 +9,23 @@ the relay forwards from the other phone. One thread, non-blocking sockets, epoll
 Per step it prints packets relayed per second, loss, late packets (delivered after
 ``--late-ms``, which a jitter buffer would discard: socket buffers hide an overloaded relay as
 latency before it shows as loss), added latency (send time stamped in the payload, so it
-includes the generator's own scheduling delay), relay CPU (of one core) and per packet relayed, the generator's CPU
-(near 100% means the figure is the generator's or the machine's, not the relay's) and relay
-RSS per call. The figure is the largest N with lost + late < 0.1%.
+includes the generator's own scheduling delay), relay CPU (of one core) and per packet
+relayed, how long the relay was ready to run but had no CPU ("no CPU": on a busy machine this,
+not the relay, makes packets late), the generator's CPU (near 100% means the figure is the
+generator's or the machine's, not the relay's) and relay RSS per call. The figure is the
+largest N with lost + late < 0.1%.
 
     python bench/bench_relay.py [--calls 50,100,200,400,800,1600] [--seconds 3] [--late-ms 50]
-                                [--receiver-stats] [--rtcp-mux]
+                                [--receiver-stats] [--rtcp-mux] [--flood K]
 
-Linux only (/proc for the relay's CPU and RSS). Sends to 127.0.0.1 only.
+``--flood K`` measures the relay alone, in this process, with nothing else competing for its
+core: K packets are queued on every phone socket while the relay cannot run, then the relay
+forwards them all; the relay's CPU time divided by the packets is what one packet costs at
+saturation, and its inverse the packets per second one core relays (K=1 is how evenly spaced
+calls look to an overloaded relay: every socket holding one packet). CPU time, not wall time,
+so the figure holds on a busy machine where the paced run above cannot keep its schedule.
+
+Linux only (/proc for the relay's CPU, scheduling and RSS). Sends to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -58,6 +67,12 @@ def _cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _runqueue_seconds(pid: int) -> float:
+    """Time the process was runnable but waiting for a CPU (schedstat's second field, ns)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,6 +200,7 @@ def run_step(
         phones.sent = phones.received = phones.send_blocked = 0
 
         cpu0 = _cpu_seconds(relay.pid)
+        wait0 = _runqueue_seconds(relay.pid)
         gen_cpu0 = time.process_time()
         start = time.monotonic()
         end = start + seconds
@@ -207,6 +223,7 @@ def run_step(
             phones.drain(max(0.0, min(due - time.monotonic(), 0.002)), record=True)
         elapsed = time.monotonic() - start
         cpu = _cpu_seconds(relay.pid) - cpu0
+        waited = _runqueue_seconds(relay.pid) - wait0
         gen_cpu = time.process_time() - gen_cpu0
         rss = _rss_kib(relay.pid)
         # Grace period for packets still in flight.
@@ -228,6 +245,7 @@ def run_step(
             "p50": lat[len(lat) // 2] / 1e3 if lat else float("nan"),
             "p99": lat[int(len(lat) * 0.99)] / 1e3 if lat else float("nan"),
             "cpu": cpu / elapsed * 100,
+            "waited": waited / elapsed * 100,
             "us_per_packet": cpu / phones.received * 1e6 if phones.received else float("nan"),
             "gen_cpu": gen_cpu / elapsed * 100,
             "rss_per_call": (rss - ready["rss_before"]) / calls,
@@ -244,6 +262,69 @@ def run_step(
             relay.wait()
 
 
+def flood(
+    calls: int, per_socket: int, rounds: int, receiver_stats: bool, rtcp_mux: bool
+) -> dict[str, float]:
+    import trio
+
+    from trio_voip.rtp.ports import PortAllocator
+    from trio_voip.rtp.relay import RtpRelay
+
+    packet = _HEADER.pack(0x80, 0, 0, 0, 0, 0) + bytes(PAYLOAD - 8)
+    result: dict[str, float] = {}
+
+    def drain(phones: list[socket.socket]) -> None:
+        for s in phones:
+            try:
+                while True:
+                    s.recv(2048)
+            except BlockingIOError:
+                pass
+
+    async def relayed(endpoints: list, field: str, target: int) -> int:
+        while (done := sum(getattr(e.stats, field) for e in endpoints)) < target:
+            await trio.sleep(0.02)
+        return done
+
+    async def run() -> None:
+        relay = RtpRelay(
+            PortAllocator(*PORT_RANGE), latch_window=60.0, track_receiver_stats=receiver_stats
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(relay.run)
+            endpoints = []
+            for _ in range(calls):
+                a = relay.open_endpoint(None, rtcp_mux=rtcp_mux)
+                b = relay.open_endpoint(None, rtcp_mux=rtcp_mux)
+                relay.connect(a, b)
+                endpoints += [a, b]
+            phones = Phones([e.local_port for e in endpoints])
+            try:
+                count = len(phones.socks)
+                for i in range(count):  # latch every endpoint
+                    phones.socks[i].sendto(packet, phones.targets[i])
+                await relayed(endpoints, "packets_in", count)
+                drain(phones.socks)
+                cpu = 0.0
+                for n in range(rounds):
+                    for _ in range(per_socket):
+                        for i in range(count):
+                            phones.socks[i].sendto(packet, phones.targets[i])
+                    start = time.thread_time()
+                    await relayed(endpoints, "packets_in", count * (1 + per_socket * (n + 1)))
+                    cpu += time.thread_time() - start
+                    drain(phones.socks)
+                packets = count * per_socket * rounds
+                result.update(calls=calls, packets=packets, us=cpu / packets * 1e6)
+                result["pps"] = packets / cpu
+            finally:
+                phones.close()
+            nursery.cancel_scope.cancel()
+
+    trio.run(run)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="50,100,200,400,800,1600")
@@ -251,15 +332,25 @@ def main() -> None:
     parser.add_argument("--late-ms", type=float, default=50.0, help="later than this is lost")
     parser.add_argument("--receiver-stats", action="store_true", help="RFC 3550 stats per packet")
     parser.add_argument("--rtcp-mux", action="store_true")
+    parser.add_argument(
+        "--flood", type=int, metavar="K", help="relay CPU per packet, K packets per socket"
+    )
     parser.add_argument("--serve", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         serve(args.serve, args.receiver_stats, args.rtcp_mux)
         return
     _raise_fd_limit()
+    if args.flood is not None:
+        print(f"{'calls':>6} {'packets':>9} {'us/pkt':>7} {'pkt/s of one core':>18}")
+        for calls in (int(c) for c in args.calls.split(",")):
+            r = flood(calls, args.flood, 20, args.receiver_stats, args.rtcp_mux)
+            print(f"{calls:>6} {r['packets']:>9,} {r['us']:>7.2f} {r['pps']:>18,.0f}", flush=True)
+        return
     print(
         f"{'calls':>6} {'pkt/s':>9} {'loss %':>8} {'late %':>8} {'p50 us':>8} {'p99 us':>9}"
-        f" {'relay CPU':>9} {'us/pkt':>6} {'gen CPU':>8} {'KiB/call':>8} {'relay drops':>11}"
+        f" {'relay CPU':>9} {'us/pkt':>6} {'no CPU':>7} {'gen CPU':>8} {'KiB/call':>8}"
+        f" {'relay drops':>11}"
     )
     best = None
     for calls in (int(c) for c in args.calls.split(",")):
@@ -267,7 +358,8 @@ def main() -> None:
         print(
             f"{r['calls']:>6} {r['pps']:>9,.0f} {r['loss']:>8.3f} {r['late']:>8.3f}"
             f" {r['p50']:>8.0f} {r['p99']:>9.0f}"
-            f" {r['cpu']:>8.1f}% {r['us_per_packet']:>6.1f} {r['gen_cpu']:>7.1f}%"
+            f" {r['cpu']:>8.1f}% {r['us_per_packet']:>6.1f} {r['waited']:>6.1f}%"
+            f" {r['gen_cpu']:>7.1f}%"
             f" {r['rss_per_call']:>8.1f}"
             f" {r['relay_dropped']:>11}",
             flush=True,
