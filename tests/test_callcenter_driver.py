@@ -14,13 +14,16 @@ import trio
 from test_softswitch_app import Phone, dial, phone, register_phone, settled, test_config, until
 from trio_voip import CallDecision, CallState
 from trio_voip.callcenter import (
-    Agent, AgentState, Busy, CallCenter, EmptyRule, Queue, Strategy,
+    Agent, AgentState, Busy, CallCenter, EmptyRule, Queue, Strategy, ToQueue,
 )
 from trio_voip.callcenter.actions import OfferFailure
 from trio_voip.callcenter.driver import CallCenterDriver, offer_failure
 from trio_voip.callcenter.store import CallOutcome, CallRecord, MemoryStore
 from trio_voip.session import EndKind, EndReason
-from trio_voip.softswitch import QueueConfig, Softswitch
+from trio_voip.errors import ConfigError
+from trio_voip.softswitch import QueueConfig, Softswitch, UserConfig, parse_config
+from trio_voip.softswitch.app import make_call_center
+from trio_voip.softswitch.config import CallCenterConfig
 
 QUEUE = "6000"
 
@@ -224,3 +227,77 @@ async def test_a_dtmf_exit_key_sends_the_customer_to_busy():
 )
 def test_offer_failure(status, failure):
     assert offer_failure(EndReason(EndKind.REJECTED, status)) is failure
+
+
+def test_make_call_center_maps_queues_and_member_users():
+    config = test_config(
+        users=(UserConfig("1001", "p1", "Ann"), UserConfig("1002", "p2"), UserConfig("1003", "p3")),
+        queues=(
+            QueueConfig("6000", "support", strategy="linear", members=("1002", "1001"),
+                        ring_timeout=7.0, wrap_up_time=3.0, overflow="queue:6001",
+                        max_wait=60.0),
+            QueueConfig("6001", "sales", members=("1001",), join_empty="ignore"),
+        ),
+    )
+    engine = make_call_center(config)
+    support, sales = engine.queues()
+    assert (support.queue_id, support.strategy, support.ring_timeout) == (
+        "6000", Strategy.LINEAR, 7.0)
+    assert (support.wrap_up_time, support.overflow, support.max_wait) == (
+        3.0, ToQueue("6001"), 60.0)
+    assert support.join_empty is EmptyRule.STRICT and sales.join_empty is EmptyRule.IGNORE
+    agents = {a.agent_id: a for a in engine.agents()}
+    assert set(agents) == {"1001", "1002"}  # 1003 is in no queue
+    assert (agents["1001"].name, agents["1001"].queues, agents["1001"].order) == (
+        "Ann", frozenset({"6000", "6001"}), 0)
+    assert (agents["1002"].name, agents["1002"].sip_user, agents["1002"].order) == (
+        "1002", "1002", 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[[queues]]\nnumber = "7"\nwrap_up_time = -1.0\n', "queues[0].wrap_up_time"),
+        ('[[queues]]\nnumber = "7"\n\noverflow = "elsewhere"\n', "queues[0].overflow"),
+        ('[[queues]]\nnumber = "7"\nleave_empty = "sometimes"\n', "queues[0].leave_empty"),
+        ('[callcenter]\npoll_interval = 0\n', "callcenter.poll_interval"),
+    ],
+)
+def test_a_call_engine_setting_mistake_names_its_key_and_line(text, key):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert caught.value.key == key
+    assert caught.value.line == text.rstrip().count("\n") + 1
+
+
+async def test_the_softswitch_runs_the_engine_when_configured(tmp_path):
+    config = test_config(
+        callcenter=CallCenterConfig(engine=True, store=str(tmp_path / "cc.sqlite"),
+                                    poll_interval=0.05),
+        queues=(QueueConfig(QUEUE, "support", members=("1001", "1002"), wrap_up_time=0.1),),
+    )
+    ann = Phone()
+    async with trio.open_nursery() as nursery:
+        switch: Softswitch = await nursery.start(Softswitch(config).run)
+        driver = switch.driver
+        assert driver is not None and switch.router is driver
+        port = switch.coordinator.port("UDP")
+        async with phone("1001", port, ann), phone("1003", port, register=False) as customer:
+            await until(lambda: driver.engine.agent_state("1001") is AgentState.AVAILABLE)
+            call = await dial(customer, "1003", QUEUE, port)
+            with trio.fail_after(5):
+                await ann.arrived.wait()
+            await until(lambda: len(switch.coordinator.list_bridges()) == 1)
+            state = switch.state()
+            assert state["router"] == "call engine"
+            agents = {a["name"]: a["state"] for a in state["queues"][0]["agents"]}
+            assert agents == {"1001": "on-call", "1002": "offline"}
+            await call.hangup()
+            await until(lambda: not switch.coordinator.calls)
+            await until(lambda: driver.engine.agent_state("1001") is AgentState.AVAILABLE)
+            await driver.flush_store()
+            assert driver.store is not None
+            (record,) = await driver.store.call_records(0, 1e12)
+            assert record.outcome is CallOutcome.ANSWERED and record.wrapup_ended_at is not None
+        nursery.cancel_scope.cancel()
+    assert switch.router is not driver

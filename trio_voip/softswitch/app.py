@@ -9,9 +9,11 @@ relay:
   not registered: 480; an unknown number: 404; a callee's refusal maps back (486 stays 486,
   5xx becomes 502; see :func:`failure_status`); no answer within ``calls.ring_timeout``: 480.
 * dialing a queue's number (``6000``) hands the call to ``softswitch.router`` (a
-  :class:`QueueRouter`). Until the call engine's driver exists that is
+  :class:`QueueRouter`). With ``callcenter.engine`` that is the call engine's
+  :class:`~trio_voip.callcenter.driver.CallCenterDriver` (queues and agents from
+  :func:`make_call_center`), started with the coordinator; otherwise
   :class:`RingAllFallback`: it rings every registered member that is not on a call and
-  bridges the first to answer (the queue's ``strategy`` is not applied yet).
+  bridges the first to answer (the queue's ``strategy`` is not applied).
 * either side hanging up hangs up the other.
 
 The relay does not transcode: a callee that picks a codec the caller did not offer gets the
@@ -25,6 +27,7 @@ registration coming, going or expiring).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -32,6 +35,9 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from trio_voip.callcenter import Agent, CallCenter, queue_from_settings
+from trio_voip.callcenter.driver import CallCenterDriver
+from trio_voip.callcenter.store import SqliteStore
 from trio_voip.errors import BridgeError, SoftswitchError, TrioVoipError
 from trio_voip.offer_answer import codec_of
 from trio_voip.session import (
@@ -52,7 +58,7 @@ from trio_voip.sip.uri import SipUri
 
 __all__ = [
     "STATE_VERSION", "Presence", "QueueRouter", "RingAllFallback", "Softswitch",
-    "failure_status", "make_builder",
+    "failure_status", "make_builder", "make_call_center",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,6 +114,27 @@ def make_builder(
     if transport_factory is not None:
         builder.transport_factory(transport_factory)
     return builder
+
+
+def make_call_center(config: SoftswitchConfig, seed: int | None = None) -> CallCenter:
+    """The call engine of ``config``: each queue under its number, and as agents the users
+    that are members of a queue (their order in a queue's ``members`` is their rank for
+    linear routing; a user in several queues takes its best rank)."""
+    engine = CallCenter(seed=seed)
+    ranks: dict[str, int] = {}
+    queues_of: dict[str, set[str]] = {}
+    for queue in config.queues:
+        engine.add_queue(
+            queue_from_settings(queue.number, queue.strategy, queue.engine_settings())
+        )
+        for rank, member in enumerate(queue.members):
+            ranks[member] = min(rank, ranks.get(member, rank))
+            queues_of.setdefault(member, set()).add(queue.number)
+    for user in config.users:
+        if user.name in queues_of:
+            engine.add_agent(Agent(user.name, user.display_name or user.name, user.name,
+                                   queues=queues_of[user.name], order=ranks[user.name]))
+    return engine
 
 
 def _user_of(uri: object) -> str | None:
@@ -233,6 +260,9 @@ class Softswitch(CallHandler):
         self._coordinator: SessionCoordinator | None = None
         self._nursery: trio.Nursery | None = None
         self.router: QueueRouter = RingAllFallback(self)
+        self._fallback = self.router
+        #: the call engine's driver while it runs (``callcenter.engine``)
+        self.driver: CallCenterDriver | None = None
         # the user each leg we placed rings, by call id
         self._callee_of: dict[str, str] = {}
         # callers answered, to be bridged with their callee's leg once their ACK is in
@@ -280,12 +310,39 @@ class Softswitch(CallHandler):
                             self._follow, coordinator.subscribe_to_bridge_events()
                         )
                         nursery.start_soon(self._poll_registrations)
+                        # a router set before we run wins over the configured one
+                        if (self.config.callcenter.engine and self.config.queues
+                                and self.router is self._fallback):
+                            await nursery.start(self._run_engine, coordinator)
                         task_status.started()
                         await stop.wait()
                     nursery.cancel_scope.cancel()
         finally:
             self._coordinator = None
             done.set()
+
+    async def _run_engine(
+        self, coordinator: SessionCoordinator, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        settings = self.config.callcenter
+        async with contextlib.AsyncExitStack() as stack:
+            store = None
+            if settings.store is not None:
+                store = await stack.enter_async_context(SqliteStore.open(settings.store))
+            driver = CallCenterDriver(
+                coordinator, make_call_center(self.config), store,
+                music_on_hold=settings.music_on_hold, recordings=settings.recordings,
+                poll_interval=settings.poll_interval, on_change=self.notify_changed,
+            )
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(driver.run)
+                    self.driver = driver
+                    self.router = driver
+                    task_status.started()
+            finally:
+                self.driver = None
+                self.router = self._fallback
 
     # -- change notification --
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import attrs
 
-from trio_voip.errors import ConfigError
+from trio_voip.callcenter.settings import queue_from_settings
+from trio_voip.errors import CallCenterError, ConfigError
 from trio_voip.sip.digest import SUPPORTED_ALGORITHMS
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "RtpConfig",
     "HttpConfig",
     "CallsConfig",
+    "CallCenterConfig",
     "UserConfig",
     "QueueConfig",
     "SoftswitchConfig",
@@ -98,8 +100,16 @@ name = "1003"
 password = "demo1003"
 display_name = "Carol"
 
-# Calls to a queue's number ring its members (until the call engine runs: every free member
-# at once, the first to answer takes the call, whatever the strategy).
+# The call engine runs the queues (strategies, waiting with music, wrap-up, call records) when
+# engine = true; otherwise a call to a queue rings every free member at once and the first to
+# answer takes it, whatever the strategy.
+[callcenter]
+engine = false
+# store = "callcenter.sqlite"   # call records and agent history (SQLite); default: none kept
+# music_on_hold = "moh.wav"     # 8 kHz mono 16-bit WAV, looped; default: ringback tone
+# recordings = "messages"       # where overflow "recording:<mailbox>" messages go
+poll_interval = 1.0             # seconds between looks at registrations (agents log in/out)
+
 [[queues]]
 number = "6000"
 name = "support"
@@ -108,6 +118,17 @@ name = "support"
 strategy = "ring-all"
 members = ["1001", "1002", "1003"]
 ring_timeout = 20.0             # seconds the members ring before the caller gets 480
+# With the call engine only:
+wrap_up_time = 0.0              # seconds an agent rests after each call
+retry_delay = 5.0               # seconds an agent that missed an offer is left alone
+# max_wait = 120.0              # seconds a caller may wait, then goes to overflow
+# max_length = 10               # callers at most; more get 486
+overflow = "busy"               # busy[:status], queue:<number>, recording:<mailbox>, announce:<prompt>
+join_empty = "strict"           # refuse callers (480) when: strict (no agent logged in and not
+                                # paused), relaxed (none logged in), ignore (never)
+leave_empty = "ignore"          # send waiting callers to overflow when the queue empties (same)
+# max_no_answer = 3             # misses in a row that pause an agent
+# announce_every = 30.0         # seconds between position beeps to waiting callers
 """
 
 
@@ -196,12 +217,51 @@ class UserConfig:
 
 
 @attrs.frozen
+class CallCenterConfig:
+    engine: bool = False
+    store: str | None = None
+    music_on_hold: str | None = None
+    recordings: str | None = None
+    poll_interval: float = attrs.field(default=1.0, validator=_positive)
+
+
+# QueueConfig keys that are the call engine's queue settings (trio_voip.callcenter.settings)
+_ENGINE_KEYS = (
+    "ring_timeout", "wrap_up_time", "retry_delay", "max_wait", "max_length", "overflow",
+    "join_empty", "leave_empty", "max_no_answer", "announce_every",
+)
+
+
+@attrs.frozen
 class QueueConfig:
     number: str = attrs.field(validator=_name)
     name: str = ""
     strategy: str = attrs.field(default="ring-all", validator=_one_of(STRATEGIES))
     members: tuple[str, ...] = ()
     ring_timeout: float = attrs.field(default=20.0, validator=_positive)
+    wrap_up_time: float = 0.0
+    retry_delay: float = 5.0
+    max_wait: float | None = None
+    max_length: int | None = None
+    overflow: str = "busy"
+    join_empty: str = "strict"
+    leave_empty: str = "ignore"
+    max_no_answer: int | None = None
+    announce_every: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        for key in _ENGINE_KEYS:  # each alone, so that a mistake names its key
+            try:
+                queue_from_settings(self.number, self.strategy, {key: getattr(self, key)})
+            except CallCenterError as exc:
+                message = str(exc).removeprefix(f"queue {self.number!r}: {key}: ")
+                raise ConfigError(message, key=key) from None
+
+    def engine_settings(self) -> dict[str, Any]:
+        """The call engine's settings of this queue (see :func:`queue_from_settings`)."""
+        return {
+            key: value for key in _ENGINE_KEYS if (value := getattr(self, key)) is not None
+        }
 
 
 DEMO_USERS: tuple[UserConfig, ...] = (
@@ -229,6 +289,7 @@ class SoftswitchConfig:
     rtp: RtpConfig = RtpConfig()
     http: HttpConfig = HttpConfig()
     calls: CallsConfig = CallsConfig()
+    callcenter: CallCenterConfig = CallCenterConfig()
     users: tuple[UserConfig, ...] = DEMO_USERS
     queues: tuple[QueueConfig, ...] = DEMO_QUEUES
 
