@@ -485,8 +485,9 @@ async def test_a_flooded_endpoint_does_not_starve_another(
             while len(order) < flood_total + 1:
                 data, _ = await sink.sock.recvfrom(4096)
                 order.append(parse_rtp(data).ssrc)
-    # The quiet call's packet waits for at most one budget of the flood, not all of it.
-    assert order.index(2) < 200
+    # Sockets take turns, a datagram each: the quiet call's packet waits for one round, not
+    # for the flood.
+    assert order.index(2) < 10
     assert ea.stats.packets_in == flood_total and eb.stats.packets_in == 1
     assert ea.stats.bytes_in == flood_total * len(rtp(0))
 

@@ -415,8 +415,8 @@ class RtpRelay:
 
     ``latch_window`` is in seconds (see the module docstring). ``track_receiver_stats`` keeps
     RFC 3550 receiver statistics for each endpoint's RTP source; it is off by default because it
-    costs about 0.7 us per packet against 6-12 us for the whole relay path (measured, see
-    bench/bench_relay.py --receiver-stats). ``clock_rate`` is the RTP clock they assume.
+    costs about 0.7 us per packet against 5-7 us for the whole relay path (measured, see
+    bench/bench_relay.py --flood 1 --receiver-stats). ``clock_rate`` is the RTP clock they assume.
     """
 
     allocator: PortAllocator
