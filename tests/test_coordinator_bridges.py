@@ -426,7 +426,9 @@ async def heard(sock: trio.socket.SocketType, wait: float = 0.3) -> bytes | None
 async def test_two_party_bridge_relays_media() -> None:
     handler = Scripted()
     setup = lambda b: b.media_relay().rtp_ports(31000, 31099)  # noqa: E731
-    async with pair(callee=handler, caller_setup=setup) as (a, b):
+    # The callee's ports are where the phones bind: a range of our own, out of others' way.
+    phones = lambda b: b.rtp_ports(31700, 31799)  # noqa: E731
+    async with pair(callee=handler, caller_setup=setup, callee_setup=phones) as (a, b):
         assert a.relay is not None
         (x, x_far), (y, y_far) = await calls(a, handler, 2)
         assert a.relay.endpoint_count == 2 and a.stats().rtp_ports == 2

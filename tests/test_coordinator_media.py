@@ -26,6 +26,9 @@ from test_coordinator_bridges import calls
 
 ULAW = G711Law.PCMU
 HOST = "127.0.0.1"
+# The callee's ports are where the test's phones bind: a range of our own, out of the way of
+# other tests and of anything using the default 20000-20999.
+PHONES = lambda b: b.rtp_ports(31600, 31699)  # noqa: E731
 
 
 def relay_setup(
@@ -102,7 +105,8 @@ def released(a: SessionCoordinator) -> bool:
 
 async def test_three_party_conference_each_hears_the_other_two() -> None:
     handler = Scripted()
-    async with pair(callee=handler, caller_setup=relay_setup(33000)) as (a, b):
+    setup = relay_setup(33000)
+    async with pair(callee=handler, caller_setup=setup, callee_setup=PHONES) as (a, b):
         legs = await calls(a, handler, 3)
         phones = [await Phone.open(far, near) for near, far in legs]
         (x, _), (y, _), (z, _) = legs
@@ -174,7 +178,8 @@ async def test_wav_prompt_reaches_the_phone_with_timing_and_content(tmp_path: An
     samples = [((i * 53) % 3000) - 1500 for i in range(160 * 10)]
     write_wav(str(path), samples)
     expected = wav_to_frames(str(path), ULAW)
-    async with pair(callee=handler, caller_setup=relay_setup(33100)) as (a, b):
+    setup = relay_setup(33100)
+    async with pair(callee=handler, caller_setup=setup, callee_setup=PHONES) as (a, b):
         ((x, x_far),) = await calls(a, handler, 1)
         phone = await Phone.open(x_far, x)
         try:
@@ -232,7 +237,8 @@ async def test_music_on_hold_replaces_the_bridge_while_held(tmp_path: Any) -> No
     path = tmp_path / "moh.wav"
     write_wav(str(path), [(i * 7) % 4000 - 2000 for i in range(160 * 3)])
     music = wav_to_frames(str(path), ULAW)
-    async with pair(callee=handler, caller_setup=relay_setup(33200, str(path))) as (a, b):
+    setup = relay_setup(33200, str(path))
+    async with pair(callee=handler, caller_setup=setup, callee_setup=PHONES) as (a, b):
         (x, x_far), (y, y_far) = await calls(a, handler, 2)
         phone_x, phone_y = await Phone.open(x_far, x), await Phone.open(y_far, y)
         try:
