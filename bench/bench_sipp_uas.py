@@ -11,7 +11,6 @@ this machine, over 127.0.0.1 only).
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,10 @@ import trio
 
 from trio_voip.testing.sipp import run_sipp, sipp_binary
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_b2bua import cpu_seconds, free_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
 
 
 async def step(rate: int, secs: float, uas_port: int, uas_pid: int | None) -> tuple[bool, str]:
