@@ -14,13 +14,16 @@ import trio
 from test_softswitch_app import Phone, dial, phone, register_phone, settled, test_config, until
 from trio_voip import CallDecision, CallState
 from trio_voip.callcenter import (
-    Agent, AgentState, Busy, CallCenter, EmptyRule, Queue, Strategy, ToQueue,
+    Agent, AgentState, AnnounceAndHangup, Busy, CallCenter, EmptyRule, Queue, Strategy, ToQueue,
 )
 from trio_voip.callcenter.actions import OfferFailure
 from trio_voip.callcenter.driver import CallCenterDriver, offer_failure
 from trio_voip.callcenter.store import CallOutcome, CallRecord, MemoryStore
 from trio_voip.session import EndKind, EndReason
 from trio_voip.errors import ConfigError
+from trio_voip.rtp.playback import FrameListSource, ToneSource, WavSource
+from trio_voip.rtp.ticker import Playback
+from trio_voip.rtp.wav import write_wav
 from trio_voip.softswitch import QueueConfig, Softswitch, UserConfig, parse_config
 from trio_voip.softswitch.app import make_call_center
 from trio_voip.softswitch.config import CallCenterConfig
@@ -52,17 +55,24 @@ class Center:
 
 
 @contextlib.asynccontextmanager
-async def call_center(**queue: object) -> AsyncIterator[Center]:
+async def call_center(
+    *, others: tuple[Queue, ...] = (), driver_options: dict | None = None, **queue: object
+) -> AsyncIterator[Center]:
+    """The softswitch with the driver as its router: queue 6000 (``queue`` settings, longest
+    idle by default) and ``others``, served by agents a1001 and a1002."""
     config = test_config(queues=(QueueConfig(QUEUE, "support", members=("1001", "1002")),))
     engine = CallCenter(seed=1)
     engine.add_queue(Queue(QUEUE, **{"strategy": Strategy.LONGEST_IDLE, **queue}))  # type: ignore[arg-type]
+    for other in others:
+        engine.add_queue(other)
+    served = {QUEUE, *(other.queue_id for other in others)}
     for user in ("1001", "1002"):
-        engine.add_agent(Agent(f"a{user}", f"Agent {user}", user, queues={QUEUE}))
+        engine.add_agent(Agent(f"a{user}", f"Agent {user}", user, queues=served))
     async with MemoryStore.open() as store, trio.open_nursery() as nursery:
         switch: Softswitch = await nursery.start(Softswitch(config).run)
         driver = CallCenterDriver(
             switch.coordinator, engine, store, poll_interval=0.05, busy_tone=0.2,
-            on_change=switch.notify_changed,
+            on_change=switch.notify_changed, **(driver_options or {}),
         )
         await nursery.start(driver.run)
         switch.router = driver
@@ -301,3 +311,99 @@ async def test_the_softswitch_runs_the_engine_when_configured(tmp_path):
             assert record.outcome is CallOutcome.ANSWERED and record.wrapup_ended_at is not None
         nursery.cancel_scope.cancel()
     assert switch.router is not driver
+
+
+def playing(center: Center, call_id: str) -> Playback | None:
+    media = center.switch.coordinator.media
+    assert media is not None
+    playback = media.playback(call_id)
+    return playback if playback is not None and not playback.done else None
+
+
+def customer_leg(center: Center) -> str:
+    (waiting,) = center.engine.waiting(QUEUE)
+    return waiting.caller.session_id
+
+
+async def test_waiting_customers_hear_ringback_and_position_beeps_until_answered():
+    async with call_center(announce_every=0.6) as center:  # a beep is 0.4 s
+        async with phone("1003", center.port, register=False) as customer_phone:
+            call = await dial(customer_phone, "1003", QUEUE, center.port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            leg = customer_leg(center)
+
+            def hears(kind: type, loop: bool) -> bool:
+                playback = playing(center, leg)
+                return (playback is not None and type(playback.source) is kind
+                        and playback.loop is loop)
+
+            await until(lambda: hears(ToneSource, True))  # music on hold: ringback
+            await until(lambda: hears(FrameListSource, False))  # the position: one beep
+            await until(lambda: hears(ToneSource, True))  # and the music again
+            ann = Phone()
+            async with phone("1001", center.port, ann, register=False) as ann_phone:
+                await center.register(ann_phone, "1001")
+                await until(lambda: len(center.switch.coordinator.list_bridges()) == 1)
+                # bridged: nothing plays over the agent, announcements stop
+                assert playing(center, leg) is None
+                await trio.sleep(0.4)
+                assert playing(center, leg) is None
+                await call.hangup()
+                await clean(center)
+
+
+async def test_music_on_hold_from_a_wav_file(tmp_path):
+    wav = tmp_path / "moh.wav"
+    write_wav(str(wav), [0, 1000, -1000, 0] * 800)  # 0.4 s
+    async with call_center(driver_options={"music_on_hold": wav}) as center:
+        async with phone("1003", center.port, register=False) as customer_phone:
+            call = await dial(customer_phone, "1003", QUEUE, center.port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            leg = customer_leg(center)
+            await until(lambda: (p := playing(center, leg)) is not None
+                        and isinstance(p.source, WavSource) and p.loop)
+            await call.hangup()
+            await clean(center)
+
+
+async def test_max_wait_overflows_into_another_queue_where_an_agent_answers():
+    sales = Queue("6001", strategy=Strategy.LONGEST_IDLE)
+    async with call_center(others=(sales,), max_wait=0.3, overflow=ToQueue("6001"),
+                           required_skills={"support": 1}) as center:
+        ann = Phone()
+        async with phone("1001", center.port, ann, register=False) as ann_phone:
+            await center.register(ann_phone, "1001")  # a1001 lacks the skill for 6000
+            async with phone("1003", center.port, register=False) as customer_phone:
+                call = await dial(customer_phone, "1003", QUEUE, center.port)
+                with trio.fail_after(5):
+                    await ann.arrived.wait()
+                await until(lambda: len(center.switch.coordinator.list_bridges()) == 1)
+                await call.hangup()
+                await clean(center)
+                first, second = sorted(await center.records(), key=lambda r: r.arrived_at)
+                assert (first.queue_id, first.outcome, first.outcome_detail) == (
+                    QUEUE, CallOutcome.OVERFLOWED, "queue:6001")
+                assert (second.queue_id, second.outcome, second.agent_id) == (
+                    "6001", CallOutcome.ANSWERED, "a1001")
+                assert first.session_id == second.session_id
+
+
+async def test_an_announce_overflow_plays_then_hangs_up_and_an_unknown_queue_is_503():
+    async with call_center(max_wait=0.2, overflow=AnnounceAndHangup("closed")) as center:
+        async with phone("1003", center.port, register=False) as customer_phone:
+            call = await dial(customer_phone, "1003", QUEUE, center.port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            leg = customer_leg(center)
+            # no WAV for "closed": three beeps, then the hang-up
+            await until(lambda: (p := playing(center, leg)) is not None and not p.loop)
+            with trio.fail_after(5):
+                assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP
+            await clean(center)
+            (record,) = await center.records()
+            assert (record.outcome, record.outcome_detail) == (
+                CallOutcome.OVERFLOWED, "announce:closed")
+            center.engine.remove_queue(QUEUE)
+            again = await dial(customer_phone, "1003", QUEUE, center.port)
+            with trio.fail_after(5):
+                assert (await again.wait_ended()).status == 503
+            await settled_switch(center)

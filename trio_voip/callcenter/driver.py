@@ -57,6 +57,7 @@ from .actions import (
     BridgeCallerToAgent,
     CallerStateChanged,
     CancelOffer,
+    LeaveReason,
     OfferCall,
     OfferFailure,
     Overflow,
@@ -255,6 +256,9 @@ class CallCenterDriver:
         events = call.events()
         try:
             self._input(self.engine.caller_arrives, Caller(call.id, call.id, priority), queue_id)
+        except CallCenterError as exc:  # e.g. a queue the engine does not have
+            logger.warning("cannot queue %s in %s: %s", call.id, queue_id, exc)
+            customer.refused = Reject(call.id, call.id, queue_id, 503, LeaveReason.UNKNOWN_QUEUE)
         finally:
             customer.deciding = False
         if customer.refused is not None:
@@ -369,7 +373,15 @@ class CallCenterDriver:
                                   agent_id=agent, detail=reason.value))
         self._input(self.engine.offer_failed, offer_id, reason)
 
-    async def _bridge(self, customer: _Customer, leg: CallSession, action: Any) -> None:
+    async def _bridge(
+        self, caller_id: CallerId, customer: _Customer | None, leg: CallSession | None
+    ) -> None:
+        if customer is None or leg is None:  # cannot happen: offers are answered by their leg
+            logger.error("no customer or agent leg to bridge for %s", caller_id)
+            if leg is not None:
+                await _quiet(leg.hangup)
+            self._input(self.engine.call_ended, caller_id)
+            return
         call = customer.call
         try:
             state = await call.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
@@ -452,10 +464,9 @@ class CallCenterDriver:
                 self._offer_records.pop(action.offer_id, None)
                 leg = self._legs.pop(action.offer_id, None)
                 customer = self._customers.get(action.caller_id)
-                if leg is None or customer is None:
-                    raise CallCenterError(f"no legs to bridge for {action.offer_id}")
-                customer.answered = True
-                self._spawn(self._bridge, customer, leg, action)
+                if customer is not None:
+                    customer.answered = True
+                self._spawn(self._bridge, action.caller_id, customer, leg)
             elif isinstance(action, Reject):
                 customer = self._customers.get(action.caller_id)
                 if customer is None:
