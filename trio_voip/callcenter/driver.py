@@ -520,7 +520,8 @@ class CallCenterDriver:
             self._store(CallEvent(record, CallPhase.ANSWERED, at, agent_id=change.agent_id))
         elif new is CallerState.COMPLETED:
             self._store(CallEvent(record, CallPhase.ENDED, at))
-            self._wrap_ups[(change.caller_id, change.queue_id)] = record
+            if change.wrap_up > 0:  # else the agent is free at once: no WrapUpEnded comes
+                self._wrap_ups[(change.caller_id, change.queue_id)] = record
         elif new is CallerState.ABANDONED:
             self._store(CallEvent(record, CallPhase.ABANDONED, at))
 
