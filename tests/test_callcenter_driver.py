@@ -15,6 +15,7 @@ from test_softswitch_app import Phone, dial, phone, register_phone, settled, tes
 from trio_voip import CallDecision, CallState
 from trio_voip.callcenter import (
     Agent, AgentState, AnnounceAndHangup, Busy, CallCenter, EmptyRule, Queue, Strategy, ToQueue,
+    ToRecording,
 )
 from trio_voip.callcenter.actions import OfferFailure
 from trio_voip.callcenter.driver import CallCenterDriver, offer_failure
@@ -407,3 +408,19 @@ async def test_an_announce_overflow_plays_then_hangs_up_and_an_unknown_queue_is_
             with trio.fail_after(5):
                 assert (await again.wait_ended()).status == 503
             await settled_switch(center)
+
+
+async def test_a_recording_overflow_takes_a_message_then_hangs_up(tmp_path):
+    options = {"recordings": tmp_path, "max_message": 0.5}
+    async with call_center(driver_options=options, max_wait=0.2,
+                           overflow=ToRecording("sales")) as center:
+        async with phone("1003", center.port, register=False) as customer_phone:
+            call = await dial(customer_phone, "1003", QUEUE, center.port)
+            with trio.fail_after(5):
+                assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP
+            await clean(center)
+            (message,) = (tmp_path / "sales").iterdir()
+            assert message.suffix == ".wav" and message.stat().st_size >= 44  # a WAV header
+            (record,) = await center.records()
+            assert (record.outcome, record.outcome_detail) == (
+                CallOutcome.OVERFLOWED, "recording:sales")

@@ -428,7 +428,8 @@ class CallCenterDriver:
                     tone_frames(_BEEP, cadence=_BEEP_CADENCE, law=self._law(call)),
                     self._law(call),
                 ))
-                recording = await call.record(folder / f"{call.call_id.replace('/', '_')}.wav")
+                # our session id, not the peer's Call-ID: a file name we chose
+                recording = await call.record(folder / f"{int(time.time())}-{call.id}.wav")
                 with trio.move_on_after(self.max_message):
                     await call.wait_ended()
                 await recording.stop()
