@@ -110,7 +110,10 @@ async def bench(args: argparse.Namespace) -> int:
     async with trio.open_nursery() as nursery:
         switch: Softswitch = await nursery.start(Softswitch(config).run)
         port = switch.coordinator.port("UDP")
-        driver = CallCenterDriver(switch.coordinator, engine, poll_interval=0.2)  # type: ignore[arg-type]
+        # the timed engine stands in for the engine it wraps
+        driver = CallCenterDriver(
+            switch.coordinator, engine, poll_interval=0.2  # type: ignore[arg-type]
+        )
         await nursery.start(driver.run)
         switch.router = driver
         agent_phone = (SessionManagerBuilder().listen("127.0.0.1", 0, transports=("UDP",))

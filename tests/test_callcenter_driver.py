@@ -63,7 +63,8 @@ async def call_center(
     idle by default) and ``others``, served by agents a1001 and a1002."""
     config = test_config(queues=(QueueConfig(QUEUE, "support", members=("1001", "1002")),))
     engine = CallCenter(seed=1)
-    engine.add_queue(Queue(QUEUE, **{"strategy": Strategy.LONGEST_IDLE, **queue}))  # type: ignore[arg-type]
+    settings: dict = {"strategy": Strategy.LONGEST_IDLE, **queue}
+    engine.add_queue(Queue(QUEUE, **settings))
     for other in others:
         engine.add_queue(other)
     served = {QUEUE, *(other.queue_id for other in others)}

@@ -123,7 +123,8 @@ wrap_up_time = 0.0              # seconds an agent rests after each call
 retry_delay = 5.0               # seconds an agent that missed an offer is left alone
 # max_wait = 120.0              # seconds a caller may wait, then goes to overflow
 # max_length = 10               # callers at most; more get 486
-overflow = "busy"               # busy[:status], queue:<number>, recording:<mailbox>, announce:<prompt>
+overflow = "busy"               # busy[:status], queue:<number>, recording:<mailbox>,
+                                # announce:<prompt> (when max_wait runs out or the queue empties)
 join_empty = "strict"           # refuse callers (480) when: strict (no agent logged in and not
                                 # paused), relaxed (none logged in), ignore (never)
 leave_empty = "ignore"          # send waiting callers to overflow when the queue empties (same)
