@@ -45,7 +45,6 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Literal, get_args
 
 import attrs
@@ -66,7 +65,7 @@ from trio_voip import (
 from trio_voip.errors import PortsExhausted
 from trio_voip.offer_answer import Codec, codec_of
 from trio_voip.sdp import SessionDescription
-from trio_voip.session import DecisionKind
+from trio_voip.session import DecisionKind, first_to_end, hangup_quietly
 from trio_voip.sip.transaction import TimerConfig
 from trio_voip.sip.uri import SipUri, parse_uri
 
@@ -291,14 +290,14 @@ class B2bua(CallHandler):
         once its answer (from the callee's outcome) is out."""
         self.stats.active += 1
         try:
-            first = await _first_to_end(caller, callee)
+            first = await first_to_end(caller, callee)
             if first is caller:
-                await _quietly(callee.hangup)
+                await hangup_quietly(callee)
             else:
                 # An unanswered caller gets the callee's outcome from on_incoming_call or
                 # _finish_ringing; once that is out (and ACKed), hang up what is left.
                 await caller.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
-                await _quietly(caller.hangup)
+                await hangup_quietly(caller)
             await caller.wait_ended()
             await callee.wait_ended()
         finally:
@@ -317,25 +316,6 @@ class B2bua(CallHandler):
             self.stats.refused += 1
 
 
-async def _first_to_end(a: CallSession, b: CallSession) -> CallSession:
-    ended: list[CallSession] = []
-    async with trio.open_nursery() as nursery:
-
-        async def wait(call: CallSession) -> None:
-            await call.wait_ended()
-            ended.append(call)
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(wait, a)
-        nursery.start_soon(wait, b)
-    return ended[0]
-
-
-async def _quietly(hangup: Callable[[], Awaitable[None]]) -> None:
-    try:
-        await hangup()
-    except TrioVoipError as exc:
-        logger.info("hang-up failed: %s", exc)
 
 
 def parse_bind(text: str) -> tuple[str, int]:

@@ -48,6 +48,8 @@ from trio_voip.session import (
     SessionEvent,
     SessionManagerBuilder,
     TransferProgress,
+    first_to_end,
+    hangup_quietly,
 )
 
 __all__ = [
@@ -81,6 +83,8 @@ __all__ = [
     "CallEnded",
     "CallHandler",
     "CallSession",
+    "first_to_end",
+    "hangup_quietly",
     "CallState",
     "CallStateChanged",
     "CoordinatorConfig",

@@ -49,7 +49,15 @@ from trio_voip.rtp.g711 import G711Law
 from trio_voip.rtp.playback import FrameListSource, WavSource
 from trio_voip.rtp.ticker import PlaybackEnd
 from trio_voip.rtp.tones import tone_frames
-from trio_voip.session import CallDecision, CallSession, CallState, DtmfReceived, EndReason
+from trio_voip.session import (
+    CallDecision,
+    CallSession,
+    CallState,
+    DtmfReceived,
+    EndReason,
+    first_to_end,
+    hangup_quietly,
+)
 
 from .actions import (
     Action,
@@ -350,7 +358,7 @@ class CallCenterDriver:
             self._offer_failed(offer.offer_id, OfferFailure.NO_ANSWER)
             return
         if not self.engine.offer_open(offer.offer_id):  # cancelled while we placed it
-            await _quiet(leg.hangup)
+            await hangup_quietly(leg)
             return
         self._legs[offer.offer_id] = leg
         state = await leg.wait_state(CallState.ACTIVE, CallState.ON_HOLD)
@@ -359,7 +367,7 @@ class CallCenterDriver:
             return
         self._legs.pop(offer.offer_id, None)
         if state.established:  # answered as we cancelled it
-            await _quiet(leg.hangup)
+            await hangup_quietly(leg)
         else:
             self._offer_failed(offer.offer_id, offer_failure(leg.end_reason))
 
@@ -379,7 +387,7 @@ class CallCenterDriver:
         if customer is None or leg is None:  # cannot happen: offers are answered by their leg
             logger.error("no customer or agent leg to bridge for %s", caller_id)
             if leg is not None:
-                await _quiet(leg.hangup)
+                await hangup_quietly(leg)
             self._input(self.engine.call_ended, caller_id)
             return
         call = customer.call
@@ -394,11 +402,11 @@ class CallCenterDriver:
                 else:
                     if customer.record is not None:
                         self._store(CallEvent(customer.record, CallPhase.BRIDGED, self._wall()))
-                await _first_to_end(call, leg)
+                await first_to_end(call, leg)
         finally:
             with trio.CancelScope(shield=True):
-                await _quiet(call.hangup)
-                await _quiet(leg.hangup)
+                await hangup_quietly(call)
+                await hangup_quietly(leg)
         self._input(self.engine.call_ended, call.id)
         self._customers.pop(call.id, None)
 
@@ -437,7 +445,7 @@ class CallCenterDriver:
             logger.info("overflow of %s: %s", call.id, exc)
         finally:
             with trio.CancelScope(shield=True):
-                await _quiet(call.hangup)
+                await hangup_quietly(call)
 
     # -- performing the engine's actions --
 
@@ -459,7 +467,7 @@ class CallCenterDriver:
                                           agent_id=action.agent_id, detail=action.reason.value))
                 leg = self._legs.pop(action.offer_id, None)
                 if leg is not None:
-                    self._spawn(_quiet, leg.hangup)
+                    self._spawn(hangup_quietly, leg)
             elif isinstance(action, BridgeCallerToAgent):
                 self._offer_agent.pop(action.offer_id, None)
                 self._offer_records.pop(action.offer_id, None)
@@ -586,20 +594,3 @@ class CallCenterDriver:
         del metrics["queue_id"]
         return {"waiting": waiting, "agents": agents, "metrics": metrics}
 
-
-async def _first_to_end(a: CallSession, b: CallSession) -> None:
-    async with trio.open_nursery() as nursery:
-
-        async def wait(call: CallSession) -> None:
-            await call.wait_ended()
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(wait, a)
-        nursery.start_soon(wait, b)
-
-
-async def _quiet(hangup: Callable[[], Awaitable[None]]) -> None:
-    try:
-        await hangup()
-    except TrioVoipError as exc:
-        logger.info("hang-up failed: %s", exc)

@@ -32,7 +32,7 @@ then dropped without a goodbye.
 
 from trio_voip.session.bridges import BridgeManager
 from trio_voip.session.builder import CoordinatorConfig, SessionManagerBuilder, TransportFactory
-from trio_voip.session.call import CallSession
+from trio_voip.session.call import CallSession, first_to_end, hangup_quietly
 from trio_voip.session.coordinator import CoordinatorStats, SessionCoordinator
 from trio_voip.session.events import (
     CallEnded,
@@ -52,6 +52,8 @@ __all__ = [
     "SessionManagerBuilder",
     "TransportFactory",
     "CallSession",
+    "first_to_end",
+    "hangup_quietly",
     "CoordinatorStats",
     "SessionCoordinator",
     "CallEnded",

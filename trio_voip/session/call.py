@@ -9,6 +9,7 @@ that owns the call; a CallSession is only ever made by a :class:`SessionCoordina
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from trio_voip.errors import CallError, CallStateError
+from trio_voip.errors import CallError, CallStateError, TrioVoipError
 from trio_voip.events import EventBus
 from trio_voip.offer_answer import NegotiatedMedia
 from trio_voip.rtp.playback import FrameSource, ToneSource, WavSource
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
     from trio_voip.session.media import CallMedia
     from trio_voip.session.recording import Recording
 
-__all__ = ["CallSession"]
+__all__ = ["CallSession", "first_to_end", "hangup_quietly"]
+
+logger = logging.getLogger(__name__)
 
 
 @attrs.define(eq=False)
@@ -218,3 +221,27 @@ class CallSession:
         and success ends this call (and ``replaces``) as TRANSFERRED. Raises CallError if
         the peer refuses the REFER."""
         await self._coordinator._transfer(self, target, replaces)
+
+
+async def first_to_end(*calls: CallSession) -> CallSession:
+    """Wait until one of ``calls`` has ended and return it: how a B2BUA ties two legs."""
+    ended: list[CallSession] = []
+    async with trio.open_nursery() as nursery:
+
+        async def wait(call: CallSession) -> None:
+            await call.wait_ended()
+            ended.append(call)
+            nursery.cancel_scope.cancel()
+
+        for call in calls:
+            nursery.start_soon(wait, call)
+    return ended[0]
+
+
+async def hangup_quietly(call: CallSession) -> None:
+    """Hang ``call`` up when the other leg of a pair ended: a call that is already over (or
+    whose hang-up fails) is logged, not raised, since there is nobody left to tell."""
+    try:
+        await call.hangup()
+    except TrioVoipError as exc:
+        logger.info("hang-up of %s failed: %s", call.id, exc)

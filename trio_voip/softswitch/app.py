@@ -41,6 +41,8 @@ from trio_voip.callcenter.store import SqliteStore
 from trio_voip.errors import BridgeError, SoftswitchError, TrioVoipError
 from trio_voip.offer_answer import codec_of
 from trio_voip.session import (
+    first_to_end,
+    hangup_quietly,
     CallDecision,
     CallDirection,
     CallHandler,
@@ -479,7 +481,7 @@ class Softswitch(CallHandler):
             # Also when a CANCEL from the caller cancelled us: hang up from our own nursery.
             for leg in legs:
                 if leg is not winner:
-                    self._spawn(_quiet_hangup, leg.hangup)
+                    self._spawn(hangup_quietly, leg)
             if winner is not None:
                 self._spawn(self._tie, call, winner)
         if winner is None:
@@ -536,9 +538,9 @@ class Softswitch(CallHandler):
     async def _tie(self, caller: CallSession, callee: CallSession) -> None:
         """Whichever leg ends first, end the other."""
         try:
-            first = await _first_to_end(caller, callee)
+            first = await first_to_end(caller, callee)
             other = callee if first is caller else caller
-            await _quiet_hangup(other.hangup)
+            await hangup_quietly(other)
         finally:
             self._pending.pop(caller.id, None)
 
@@ -623,25 +625,4 @@ class Softswitch(CallHandler):
             "queues": queues,
             "stats": attrs.asdict(coordinator.stats()),
         }
-
-
-async def _first_to_end(a: CallSession, b: CallSession) -> CallSession:
-    ended: list[CallSession] = []
-    async with trio.open_nursery() as nursery:
-
-        async def wait(call: CallSession) -> None:
-            await call.wait_ended()
-            ended.append(call)
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(wait, a)
-        nursery.start_soon(wait, b)
-    return ended[0]
-
-
-async def _quiet_hangup(hangup: Callable[[], Awaitable[None]]) -> None:
-    try:
-        await hangup()
-    except TrioVoipError as exc:
-        logger.info("hang-up failed: %s", exc)
 
