@@ -63,14 +63,13 @@ from trio_voip import (
     TrioVoipError,
 )
 from trio_voip.errors import PortsExhausted
-from trio_voip.offer_answer import Codec, codec_of
-from trio_voip.sdp import SessionDescription
+from trio_voip.offer_answer import offers_codec
 from trio_voip.session import DecisionKind, first_to_end, hangup_quietly
 from trio_voip.sip.transaction import TimerConfig
 from trio_voip.sip.uri import SipUri, parse_uri
 
 __all__ = [
-    "CALLEE_TIMEOUT", "MediaMode", "B2buaStats", "B2bua", "map_failure", "offers_codec",
+    "CALLEE_TIMEOUT", "MediaMode", "B2buaStats", "B2bua", "map_failure",
     "parse_bind", "make_builder", "serve", "main",
 ]
 
@@ -114,24 +113,6 @@ def map_failure(reason: EndReason | None) -> tuple[int, str | None]:
         return status, None
     return 500, None  # a "failure" with a 1xx/2xx status is our bug: say so
 
-
-def offers_codec(offer: SessionDescription | None, codec: Codec) -> bool:
-    """Whether ``offer`` lists ``codec`` on an audio stream (the relay does not transcode)."""
-    if offer is None:
-        return False
-    for media in offer.media:
-        if media.media != "audio" or media.port == 0:
-            continue
-        for fmt in media.formats:
-            if not (fmt.isascii() and fmt.isdigit() and int(fmt) <= 127):
-                continue
-            try:
-                offered = codec_of(media, int(fmt))
-            except TrioVoipError:  # a broken rtpmap costs that format only
-                continue
-            if offered is not None and offered.matches(codec):
-                return True
-    return False
 
 
 @attrs.define

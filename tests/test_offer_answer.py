@@ -20,6 +20,7 @@ from trio_voip.offer_answer import (
     is_hold,
     negotiated,
     next_version,
+    offers_codec,
     resume_offer,
 )
 from trio_voip.sdp import (
@@ -588,3 +589,13 @@ def test_telephone_event_follows_the_rate_of_the_chosen_codec() -> None:
     assert answer_offer(offer, with_opus, session_id=1).media[0].payload_types == (111, 0, 110, 101)
     result = negotiated(offer, answer_offer(offer, with_opus, session_id=1), we_offered=True)
     assert (result.payload_type, result.telephone_event_pt) == (111, 110)
+
+
+def test_offers_codec_checks_active_audio_streams_only() -> None:
+    sipp, softphone = parse_sdp(SIPP), parse_sdp(SOFTPHONE)
+    assert offers_codec(sipp, PCMU) and not offers_codec(sipp, PCMA)
+    assert offers_codec(softphone, PCMA) and offers_codec(softphone, PCMU)
+    assert not offers_codec(None, PCMU)
+    # A rejected stream (port 0) offers nothing.
+    rejected = attrs.evolve(sipp, media=[attrs.evolve(sipp.media[0], port=0)])
+    assert not offers_codec(rejected, PCMU)

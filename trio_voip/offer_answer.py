@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 import attrs
 
-from .errors import OfferAnswerError, SdpError
+from .errors import OfferAnswerError, SdpError, TrioVoipError
 from .sdp import (
     Attribute,
     Connection,
@@ -34,6 +34,7 @@ from .sdp import (
 )
 
 __all__ = [
+    "offers_codec",
     "DEFAULT_CODECS",
     "PCMA",
     "PCMU",
@@ -144,6 +145,26 @@ def codec_of(media: MediaDescription, payload_type: int) -> Codec | None:
         return Codec(rtpmap.encoding_name, rtpmap.clock_rate, payload_type, rtpmap.channels, fmtp)
     static = STATIC_PAYLOAD_TYPES.get(payload_type)
     return None if static is None else attrs.evolve(static, fmtp=fmtp)
+
+
+def offers_codec(offer: SessionDescription | None, codec: Codec) -> bool:
+    """Whether ``offer`` lists ``codec`` on an active audio stream: what a relay that does not
+    transcode checks before joining two legs."""
+    if offer is None:
+        return False
+    for media in offer.media:
+        if media.media != "audio" or media.port == 0:
+            continue
+        for fmt in media.formats:
+            if not (fmt.isascii() and fmt.isdigit() and int(fmt) <= 127):
+                continue
+            try:
+                offered = codec_of(media, int(fmt))
+            except TrioVoipError:  # a broken rtpmap costs that format only
+                continue
+            if offered is not None and offered.matches(codec):
+                return True
+    return False
 
 
 def _codecs(media: MediaDescription) -> list[tuple[int, Codec | None]]:

@@ -39,7 +39,7 @@ from trio_voip.callcenter import Agent, CallCenter, queue_from_settings
 from trio_voip.callcenter.driver import CallCenterDriver
 from trio_voip.callcenter.store import SqliteStore
 from trio_voip.errors import BridgeError, SoftswitchError, TrioVoipError
-from trio_voip.offer_answer import codec_of
+from trio_voip.offer_answer import offers_codec
 from trio_voip.session import (
     first_to_end,
     hangup_quietly,
@@ -150,22 +150,8 @@ def _aor_user(aor: str) -> str:
 
 def _codec_offered(caller: CallSession, callee: CallSession) -> bool:
     """Whether the codec the callee chose is one the caller offered (we do not transcode)."""
-    media, offer = callee.media, caller.remote_sdp
-    if media is None or offer is None:
-        return False
-    for stream in offer.media:
-        if stream.media != "audio" or stream.port == 0:
-            continue
-        for fmt in stream.formats:
-            if not (fmt.isascii() and fmt.isdigit() and int(fmt) <= 127):
-                continue
-            try:
-                codec = codec_of(stream, int(fmt))
-            except TrioVoipError:  # a broken rtpmap costs that format only
-                continue
-            if codec is not None and codec.matches(media.codec):
-                return True
-    return False
+    media = callee.media
+    return media is not None and offers_codec(caller.remote_sdp, media.codec)
 
 
 @attrs.frozen
