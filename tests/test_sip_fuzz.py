@@ -15,21 +15,9 @@ from trio_voip.sip import Request, Response, parse_message, parse_uri
 from trio_voip.sip.headers import parse_contact, parse_name_addr, parse_via
 from trio_voip.testing import contacts, messages, name_addrs, uris, vias
 
+from test_sip_message import INVITE
+
 TORTURE = sorted((Path(__file__).parent / "data" / "torture").glob("*.dat"))
-INVITE = (
-    b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds;rport\r\n"
-    b"Max-Forwards: 70\r\n"
-    b"To: Bob <sip:bob@biloxi.example.com>\r\n"
-    b'From: "Alice" <sip:alice@atlanta.example.com>;tag=1928301774\r\n'
-    b"Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n"
-    b"CSeq: 314159 INVITE\r\n"
-    b"Contact: <sip:alice@pc33.atlanta.example.com>\r\n"
-    b"Content-Type: application/sdp\r\n"
-    b"Content-Length: 4\r\n"
-    b"\r\n"
-    b"v=0\n"
-)
 SEEDS = [INVITE] + [p.read_bytes() for p in TORTURE]
 
 
