@@ -485,7 +485,7 @@ def test_bad_definitions_raise() -> None:
 def test_state_tables() -> None:
     check_agent_transition(AgentState.OFFLINE, AgentState.AVAILABLE)
     with pytest.raises(CallCenterError):
-        check_agent_transition(AgentState.OFFLINE, AgentState.ON_CALL)
+        check_agent_transition(AgentState.OFFLINE, AgentState.WRAP_UP)
     with pytest.raises(CallCenterError):
         check_agent_transition(AgentState.PAUSED, AgentState.RINGING)
     check_caller_transition(None, CallerState.WAITING)
@@ -614,3 +614,23 @@ def test_random_strategies_are_reproducible_with_a_seed() -> None:
     for strategy in (Strategy.RANDOM, Strategy.WEIGHTED_RANDOM):
         assert picks(7, strategy) == picks(7, strategy)
         assert len(set(picks(7, strategy))) > 1
+
+
+def test_calls_elsewhere_keep_an_agent_from_queue_calls() -> None:
+    """An agent on an extension call is ON_CALL and is offered nothing beyond its limit; when
+    the call ends it is free again and counts as idle only from then (longest-idle)."""
+    queue = Queue("q", strategy=Strategy.LONGEST_IDLE)
+    engine = center(queue, agent("a1"), agent("a2", max_concurrent=2))
+    engine.agent_calls_elsewhere("a1", 1, now=1.0)
+    assert engine.agent_state("a1") is AgentState.ON_CALL
+    # a1 was idle longest, but it is busy: a2 (limit 2) takes both callers
+    assert offers(engine.caller_arrives(Caller("c1", "s1"), "q", now=2.0)) == [("c1", "a2")]
+    engine.agent_calls_elsewhere("a2", 1, now=3.0)
+    assert offers(engine.caller_arrives(Caller("c2", "s2"), "q", now=4.0)) == []
+    # a1's call ends: it takes c2 at once
+    assert offers(engine.agent_calls_elsewhere("a1", 0, now=5.0)) == [("c2", "a1")]
+    assert engine.agent_status("a1").idle_since == 5.0
+    with pytest.raises(CallCenterError):
+        engine.agent_calls_elsewhere("a1", -1, now=6.0)
+    with pytest.raises(CallCenterError):
+        engine.agent_calls_elsewhere("nobody", 1, now=6.0)

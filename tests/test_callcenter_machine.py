@@ -124,6 +124,7 @@ class CallCenterMachine(RuleBasedStateMachine):
         self.wrap_ups: set[tuple[str, str]] = set()  # (agent, caller)
         self.logged_in: set[str] = set()
         self.paused: set[str] = set()
+        self.elsewhere: dict[str, int] = {}  # agent -> calls outside the call center
         self.agent_states: dict[str, AgentState] = {}
         self.seq = 0
         self.count = 0
@@ -253,7 +254,8 @@ class CallCenterMachine(RuleBasedStateMachine):
     def engaged(self, agent_id: str) -> int:
         ringing = sum(1 for _, agent in self.offers.values() if agent == agent_id)
         wrapping = sum(1 for agent, _ in self.wrap_ups if agent == agent_id)
-        return ringing + wrapping + sum(1 for agent in self.calls.values() if agent == agent_id)
+        calls = sum(1 for agent in self.calls.values() if agent == agent_id)
+        return ringing + wrapping + calls + self.elsewhere.get(agent_id, 0)
 
     def expected_state(self, agent_id: str) -> AgentState:
         if agent_id in self.calls.values():
@@ -264,7 +266,9 @@ class CallCenterMachine(RuleBasedStateMachine):
             return AgentState.WRAP_UP
         if agent_id not in self.logged_in:
             return AgentState.OFFLINE
-        return AgentState.PAUSED if agent_id in self.paused else AgentState.AVAILABLE
+        if agent_id in self.paused:
+            return AgentState.PAUSED
+        return AgentState.ON_CALL if self.elsewhere.get(agent_id) else AgentState.AVAILABLE
 
     def do(self, legal: bool, method: str, *args: object) -> None:
         call = getattr(self.engine, method)
@@ -319,6 +323,12 @@ class CallCenterMachine(RuleBasedStateMachine):
         legal = agent_id in self.paused
         self.paused.discard(agent_id)
         self.do(legal, "agent_resume", agent_id)
+
+    @rule(index=st.integers(0, 4), calls=st.integers(0, 2))
+    def calls_elsewhere(self, index: int, calls: int) -> None:
+        agent_id = f"a{index % len(self.agents)}"
+        self.elsewhere[agent_id] = calls
+        self.do(True, "agent_calls_elsewhere", agent_id, calls)
 
     @rule(data=st.data())
     def redefine_agent(self, data: st.DataObject) -> None:
@@ -416,6 +426,9 @@ class CallCenterMachine(RuleBasedStateMachine):
     def drain(self) -> None:
         """Everyone logs in and answers at once, calls end at once: nobody may stay."""
         for agent_id in self.agents:
+            if self.elsewhere.get(agent_id):
+                self.elsewhere[agent_id] = 0
+                self.do(True, "agent_calls_elsewhere", agent_id, 0)
             if agent_id not in self.logged_in:
                 self.logged_in.add(agent_id)
                 self.do(True, "agent_login", agent_id)
@@ -473,7 +486,9 @@ class CallCenterMachine(RuleBasedStateMachine):
         if not hasattr(self, "engine"):
             return
         for agent_id, agent in self.agents.items():
-            assert self.engaged(agent_id) <= agent.max_concurrent
+            # calls elsewhere may exceed it (not ours to refuse); ours may not
+            ours = self.engaged(agent_id) - self.elsewhere.get(agent_id, 0)
+            assert ours <= agent.max_concurrent
             assert self.engine.agent_state(agent_id) is self.agent_states[agent_id]
             assert self.agent_states[agent_id] is self.expected_state(agent_id)
             status = self.engine.agent_status(agent_id)

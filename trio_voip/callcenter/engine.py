@@ -132,6 +132,7 @@ class AgentStatus:
     ringing: tuple[str, ...]  # offer ids
     calls: tuple[CallerId, ...]
     wrap_ups: int
+    elsewhere: int
     no_answer_count: int
     retry_until: float
     idle_since: float
@@ -195,10 +196,12 @@ class _AgentRt:
     retry_timer: _Timer | None = None
     calls_answered: int = 0
     talk_time: float = 0.0
+    # calls the agent's phone is on outside the call center (e.g. extension to extension)
+    elsewhere: int = 0
 
     @property
     def engaged(self) -> int:
-        return len(self.offers) + len(self.calls) + len(self.wrap_ups)
+        return len(self.offers) + len(self.calls) + len(self.wrap_ups) + self.elsewhere
 
     def free(self, now: float) -> bool:
         return (
@@ -217,7 +220,9 @@ class _AgentRt:
             return AgentState.WRAP_UP
         if not self.logged_in:
             return AgentState.OFFLINE
-        return AgentState.PAUSED if self.paused else AgentState.AVAILABLE
+        if self.paused:
+            return AgentState.PAUSED
+        return AgentState.ON_CALL if self.elsewhere else AgentState.AVAILABLE
 
 
 @attrs.define(eq=False)
@@ -423,6 +428,21 @@ class CallCenter:
         self._refresh(rt)
         return self._finish()
 
+    def agent_calls_elsewhere(self, agent_id: AgentId, calls: int, *, now: float) -> list[Action]:
+        """The agent's phone is on ``calls`` calls that are not the call center's (an
+        extension call): they count against its ``max_concurrent``, and a logged-in, unpaused
+        agent on one is ON_CALL. Idle time (longest-idle) starts again when the last ends."""
+        rt = self._agent(agent_id)
+        if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0:
+            raise CallCenterError(f"calls must be a count, not {calls!r}")
+        self._begin(now)
+        if calls != rt.elsewhere:
+            rt.elsewhere = calls
+            if not rt.engaged:
+                rt.idle_since = now
+            self._refresh(rt)
+        return self._finish()
+
     # -- caller inputs -----------------------------------------------------------------------
 
     def caller_arrives(self, caller: Caller, queue_id: QueueId, *, now: float) -> list[Action]:
@@ -566,6 +586,7 @@ class CallCenter:
             ringing=tuple(rt.offers),
             calls=tuple(rt.calls),
             wrap_ups=len(rt.wrap_ups),
+            elsewhere=rt.elsewhere,
             no_answer_count=rt.no_answer,
             retry_until=rt.retry_until,
             idle_since=rt.idle_since,

@@ -99,12 +99,13 @@ class AgentState(enum.Enum):
 _A = AgentState
 AGENT_TRANSITIONS: Mapping[AgentState, frozenset[AgentState]] = MappingProxyType(
     {
-        _A.OFFLINE: frozenset({_A.AVAILABLE}),
-        _A.AVAILABLE: frozenset({_A.RINGING, _A.PAUSED, _A.OFFLINE}),
+        # ON_CALL from any state: a call outside the call center (agent_calls_elsewhere)
+        _A.OFFLINE: frozenset({_A.AVAILABLE, _A.ON_CALL}),
+        _A.AVAILABLE: frozenset({_A.RINGING, _A.PAUSED, _A.OFFLINE, _A.ON_CALL}),
         _A.RINGING: frozenset({_A.ON_CALL, _A.AVAILABLE, _A.PAUSED, _A.WRAP_UP, _A.OFFLINE}),
         _A.ON_CALL: frozenset({_A.WRAP_UP, _A.AVAILABLE, _A.PAUSED, _A.RINGING, _A.OFFLINE}),
-        _A.WRAP_UP: frozenset({_A.AVAILABLE, _A.PAUSED, _A.RINGING, _A.OFFLINE}),
-        _A.PAUSED: frozenset({_A.AVAILABLE, _A.OFFLINE}),
+        _A.WRAP_UP: frozenset({_A.AVAILABLE, _A.PAUSED, _A.RINGING, _A.OFFLINE, _A.ON_CALL}),
+        _A.PAUSED: frozenset({_A.AVAILABLE, _A.OFFLINE, _A.ON_CALL}),
     }
 )
 
