@@ -247,15 +247,15 @@ class LocationService:
 
     def next_deadline(self) -> float | None:
         """When :meth:`on_timer` has something to do, or None."""
-        if self._dropped:
-            return min(event.binding.expires_at for event in self._dropped)
+        dropped = min((e.binding.expires_at for e in self._dropped), default=None)
         heap = self._deadlines
         while heap:
             when, aor = heap[0]
             if any(b.expires_at == when for b in self._aors.get(aor, ())):
-                return when
+                # a binding still stored may have expired before one already dropped
+                return when if dropped is None else min(when, dropped)
             heapq.heappop(heap)
-        return None
+        return dropped
 
     def on_timer(self, now: float) -> list[BindingExpired]:
         """Remove the bindings expired at ``now`` and report them."""
