@@ -5,26 +5,33 @@ records every phase in the store."""
 from __future__ import annotations
 
 import contextlib
+import math
+import operator
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import attrs
 import pytest
 import trio
 
 from test_softswitch_app import Phone, dial, phone, register_phone, settled, test_config, until
-from trio_voip import CallDecision, CallState
+from trio_voip import CallDecision, CallSession, CallState
 from trio_voip.callcenter import (
     Agent, AgentState, AnnounceAndHangup, Busy, CallCenter, EmptyRule, Queue, Strategy, ToQueue,
     ToRecording,
 )
+from trio_voip.callcenter import prompts as prompts_module
 from trio_voip.callcenter.actions import OfferFailure
 from trio_voip.callcenter.driver import CallCenterDriver, offer_failure
+from trio_voip.callcenter.prompts import SOUNDS
 from trio_voip.callcenter.store import CallOutcome, CallRecord, MemoryStore
-from trio_voip.session import EndKind, EndReason
+from trio_voip.session import EndKind, EndReason, hangup_quietly
 from trio_voip.errors import ConfigError
+from trio_voip.rtp.g711 import G711Law
+from trio_voip.rtp.packet import RtpPacket, parse_rtp
 from trio_voip.rtp.playback import FrameListSource, ToneSource, WavSource
 from trio_voip.rtp.ticker import Playback
-from trio_voip.rtp.wav import write_wav
+from trio_voip.rtp.wav import read_wav, write_wav
 from trio_voip.softswitch import QueueConfig, Softswitch, UserConfig, parse_config
 from trio_voip.softswitch.app import make_call_center
 from trio_voip.softswitch.config import CallCenterConfig
@@ -425,3 +432,112 @@ async def test_a_recording_overflow_takes_a_message_then_hangs_up(tmp_path):
             (record,) = await center.records()
             assert (record.outcome, record.outcome_detail) == (
                 CallOutcome.OVERFLOWED, "recording:sales")
+
+
+# -- spoken prompts: what the customer's phone really receives --
+
+
+PROMPT_SOUNDS = Path(prompts_module.__file__).with_name(SOUNDS)
+
+
+class Ear:
+    """The customer's phone's RTP socket (the port its call advertised): every payload the
+    softswitch sends it, in order."""
+
+    def __init__(self) -> None:
+        self.packets: list[RtpPacket] = []
+
+    async def listen(self, call: CallSession, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        assert call.rtp_port is not None
+        with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+            await sock.bind(("127.0.0.1", call.rtp_port))
+            task_status.started()
+            while True:
+                data, _ = await sock.recvfrom(2048)
+                self.packets.append(parse_rtp(data))
+
+    def find(self, frames: tuple[bytes, ...]) -> int | None:
+        """Where ``frames`` were received one after the other (packet index), if they were."""
+        got = [bytes(p.payload) for p in self.packets]
+        for i in range(len(got) - len(frames) + 1):
+            if got[i] == frames[0] and got[i:i + len(frames)] == list(frames):
+                return i
+        return None
+
+
+async def test_a_waiting_customer_hears_its_position_and_estimated_wait_spoken():
+    async with call_center(announce_every=0.5) as center:
+        ann = Phone()
+        async with phone("1001", center.port, ann, register=False) as ann_phone, \
+                phone("1003", center.port, register=False) as customer_phone:
+            await center.register(ann_phone, "1001")
+            # a first call answered at once: the history the estimate comes from
+            first = await dial(customer_phone, "1003", QUEUE, center.port)
+            await until(lambda: len(center.switch.coordinator.list_bridges()) == 1)
+            await first.hangup()
+            await until(lambda: center.state("a1001") is AgentState.AVAILABLE)
+            center.driver.pause("a1001", "lunch")
+            ear = Ear()
+            async with trio.open_nursery() as nursery:
+                call = await dial(customer_phone, "1003", QUEUE, center.port)
+                await nursery.start(ear.listen, call)  # before the answer: nothing missed
+                await call.wait_state(CallState.ACTIVE, timeout=5)
+                leg = customer_leg(center)
+                # the announcement, then the music again
+                await until(lambda: (p := playing(center, leg)) is not None and not p.loop)
+                await until(lambda: (p := playing(center, leg)) is not None and p.loop, 10)
+                await trio.sleep(0.2)
+                nursery.cancel_scope.cancel()
+            law = G711Law(ear.packets[0].payload_type)
+            words = ("you-are-caller-number", "one", "your-estimated-wait-is",
+                     "less-than-one-minute")
+            spoken = center.driver.prompts.source(words, law).frames
+            start = ear.find(spoken)
+            assert start is not None  # every frame of the four prompts, in order, none lost
+            run = ear.packets[start:start + len(spoken)]
+            assert [p.sequence for p in run] == [
+                (run[0].sequence + k) % 65536 for k in range(len(run))]
+            # decoded, it is the prompts' recorded speech (up to G.711's quantisation)
+            heard = law.decode(b"".join(bytes(p.payload) for p in run))
+            said = [s for word in words for s in read_wav(str(PROMPT_SOUNDS / f"{word}.wav"))]
+            assert len(heard) == len(said)
+            dot = sum(map(operator.mul, heard, said))
+            assert dot / math.sqrt(sum(x * x for x in heard) * sum(x * x for x in said)) > 0.99
+            # music on hold before and after: ringback from its start again
+            ringback = ToneSource.named("ringback", law).frames
+            assert bytes(ear.packets[start - 1].payload) in ringback
+            after = [bytes(p.payload) for p in ear.packets[start + len(spoken):][:5]]
+            assert after == list(ringback[:len(after)]) and after
+            await call.hangup()
+            await clean(center)
+
+
+@pytest.mark.parametrize("case", ["configured", "default", "recording"])
+async def test_an_overflow_says_its_prompt(case, tmp_path):
+    closed = tmp_path / "closed.wav"
+    write_wav(str(closed), [((i * 37) % 2000) - 1000 for i in range(2400)])  # 0.3 s
+    overflow, options = {
+        "configured": (AnnounceAndHangup("closed"), {"prompts": {"closed": closed}}),
+        "default": (AnnounceAndHangup("closed"), {}),
+        "recording": (ToRecording("sales"), {"recordings": tmp_path, "max_message": 0.2}),
+    }[case]
+    async with call_center(driver_options=options, max_wait=0.3, overflow=overflow) as center:
+        async with phone("1003", center.port, register=False) as customer_phone:
+            ear = Ear()
+            async with trio.open_nursery() as nursery:
+                call = await dial(customer_phone, "1003", QUEUE, center.port)
+                await nursery.start(ear.listen, call)  # before the answer: nothing missed
+                await until(lambda: bool(ear.packets))  # ringback while it waits
+                law = G711Law(ear.packets[0].payload_type)
+                beep = center.driver._beeps(1, law).frames
+                expected = {
+                    "configured": WavSource.read(closed, law).frames,
+                    # unconfigured and not built in: the first second of "all agents busy"
+                    "default": center.driver.prompts.source(["all-agents-busy"], law).frames[:50],
+                    "recording": (center.driver.prompts.source(["leave-message"], law).frames
+                                  + beep),
+                }[case]
+                await until(lambda: ear.find(expected) is not None, 10)
+                nursery.cancel_scope.cancel()
+            await hangup_quietly(call)
+            await clean(center)

@@ -12,19 +12,23 @@ also a softswitch ``QueueRouter`` (``name``, :meth:`~CallCenterDriver.route`,
 * **Customers**: :meth:`~CallCenterDriver.route` hands a call to a queue number to the engine
   and answers it, unless the engine refused it at the door (its status). While waiting the
   customer hears music on hold (a looped WAV if given, else ringback) and, for each
-  ``PlayAnnouncement``, as many short beeps as its position (we have no speech), then the
-  music again. Hanging up while waiting is ``caller_abandons``; each DTMF digit is
-  ``caller_leaves_by_dtmf``.
+  ``PlayAnnouncement``, its position and estimated wait spoken (:mod:`.prompts`; one still
+  playing is not cut off by the next), then the music again. Hanging up while waiting is
+  ``caller_abandons``; each DTMF digit is ``caller_leaves_by_dtmf``.
 * **Offers**: ``OfferCall`` calls the agent's registered phone; its answer is
   ``offer_answered``, its refusal ``offer_failed``; ``CancelOffer`` hangs that leg up.
   ``BridgeCallerToAgent`` stops the music and bridges the customer with the agent's leg once
   both are up; the first of the two to hang up ends the other, then ``call_ended`` starts the
   agent's wrap-up.
 * **Leaving**: ``Overflow`` to a busy target plays the busy tone (``busy_tone`` seconds) and
-  hangs up; to an announcement plays its WAV (``prompts``) or beeps, then hangs up; to a
-  recording records the customer into ``recordings/<mailbox>/`` until it hangs up (at most
-  ``max_message`` seconds; no ``recordings``: hang up); ``Reject`` after the answer (the
-  queue it overflowed into refused it) just hangs up.
+  hangs up; to an announcement plays its prompt (else "all our agents are busy"), then hangs
+  up; to a recording says "please leave a message after the tone", beeps and records the
+  customer into ``recordings/<mailbox>/`` until it hangs up (at most ``max_message`` seconds;
+  no ``recordings``: hang up); ``Reject`` after the answer (the queue it overflowed into
+  refused it) just hangs up.
+* **Prompts**: the built-in voice prompts (:class:`~.prompts.PromptSet`); ``prompts`` maps a
+  prompt name to a WAV that replaces the built-in one or adds a name. Beeps stand in only if
+  the prompts cannot be loaded (logged).
 * **Store**: each phase of a call (:class:`~.store.CallEvent`) and each agent state change
   goes to ``store`` in order through one writer task, so the engine's loop never waits for
   the database; a write the store refuses is logged and skipped.
@@ -84,6 +88,7 @@ from .model import (
     ToQueue,
     ToRecording,
 )
+from .prompts import ALL_AGENTS_BUSY, LEAVE_MESSAGE, PromptSet, announcement
 from .settings import format_target
 from .store import AgentStateChange, CallEvent, CallPhase, Store
 
@@ -122,6 +127,7 @@ class _Customer:
     # the store's record of the caller's current queue (a new one per queue it joins)
     record: str | None = None
     answered: bool = False
+    announcing: bool = False
 
 
 class CallCenterDriver:
@@ -152,7 +158,7 @@ class CallCenterDriver:
         self.store = store
         self.clock = clock
         self.music_on_hold = Path(music_on_hold) if music_on_hold is not None else None
-        self.prompts = {name: Path(path) for name, path in (prompts or {}).items()}
+        self.prompts = PromptSet(prompts)
         self.recordings = Path(recordings) if recordings is not None else None
         self.max_message = max_message
         self.busy_tone = busy_tone
@@ -184,6 +190,10 @@ class CallCenterDriver:
         self._epoch = time.time() - self.clock()
         if self.music_on_hold is not None:
             await self._source("music", self.music_on_hold, G711Law.PCMU)
+        try:  # read now, not when the first caller waits
+            await self.prompts.load(G711Law.PCMU)
+        except TrioVoipError as exc:
+            logger.warning("no voice prompts, beeps instead: %s", exc)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if self.store is not None:
@@ -328,16 +338,35 @@ class CallCenterDriver:
         except TrioVoipError as exc:  # ended meanwhile, or no relayed media
             logger.info("no music on hold for %s: %s", call.id, exc)
 
-    async def _announce(self, call: CallSession, position: int) -> None:
-        if call.state is not CallState.ACTIVE:
-            return
-        cadence = _BEEP_CADENCE * min(max(position, 1), _MAX_BEEPS)
+    async def _speech(self, names: tuple[str, ...], law: G711Law) -> FrameListSource | None:
+        """The prompts ``names`` as one source; None (logged) if they cannot be had."""
         try:
-            frames = tone_frames(_BEEP, cadence=cadence, law=self._law(call))
-            end = await call.play(FrameListSource(frames, self._law(call)))
+            return await self.prompts.compose(names, law)
+        except TrioVoipError as exc:
+            logger.warning("cannot say %s: %s", " ".join(names), exc)
+            return None
+
+    def _beeps(self, count: int, law: G711Law) -> FrameListSource:
+        return FrameListSource(tone_frames(_BEEP, cadence=_BEEP_CADENCE * count, law=law), law)
+
+    async def _announce(self, customer: _Customer, action: PlayAnnouncement) -> None:
+        call = customer.call
+        if call.state is not CallState.ACTIVE or customer.announcing:
+            return
+        customer.announcing = True
+        try:
+            law = self._law(call)
+            source = await self._speech(
+                announcement(action.position, action.estimated_wait), law
+            ) or self._beeps(min(max(action.position, 1), _MAX_BEEPS), law)
+            if not self._in_queue(call.id):  # answered or gone while the prompts loaded
+                return
+            end = await call.play(source)
         except TrioVoipError as exc:
             logger.info("no announcement for %s: %s", call.id, exc)
             return
+        finally:
+            customer.announcing = False
         if end is PlaybackEnd.COMPLETED and self._in_queue(call.id):
             await self._hold_music(call)
 
@@ -420,22 +449,20 @@ class CallCenterDriver:
                 call.play_tone("busy")
                 await trio.sleep(self.busy_tone)
             elif isinstance(target, AnnounceAndHangup):
-                prompt = self.prompts.get(target.prompt)
-                source = (await self._source(target.prompt, prompt, self._law(call))
-                          if prompt is not None else None)
-                if source is None:
-                    source = FrameListSource(
-                        tone_frames(_BEEP, cadence=_BEEP_CADENCE * 3, law=self._law(call)),
-                        self._law(call),
-                    )
-                await call.play(attrs.evolve(source, position=0))
+                law = self._law(call)
+                # a prompt name with no audio (none configured, none built in): the busy one
+                source = (await self._speech((target.prompt,), law)
+                          if target.prompt in self.prompts else None)
+                source = source or await self._speech((ALL_AGENTS_BUSY,), law)
+                await call.play(source or self._beeps(3, law))
             elif isinstance(target, ToRecording) and self.recordings is not None:
                 folder = self.recordings / target.mailbox
                 await trio.to_thread.run_sync(lambda: folder.mkdir(parents=True, exist_ok=True))
-                await call.play(FrameListSource(
-                    tone_frames(_BEEP, cadence=_BEEP_CADENCE, law=self._law(call)),
-                    self._law(call),
-                ))
+                law = self._law(call)
+                beep = self._beeps(1, law).frames
+                speech = await self._speech((LEAVE_MESSAGE,), law)
+                frames = beep if speech is None else speech.frames + beep
+                await call.play(FrameListSource(frames, law))
                 # our session id, not the peer's Call-ID: a file name we chose
                 recording = await call.record(folder / f"{int(time.time())}-{call.id}.wav")
                 with trio.move_on_after(self.max_message):
@@ -495,7 +522,7 @@ class CallCenterDriver:
             elif isinstance(action, PlayAnnouncement):
                 customer = self._customers.get(action.caller_id)
                 if customer is not None:
-                    self._spawn(self._announce, customer.call, action.position)
+                    self._spawn(self._announce, customer, action)
             elif isinstance(action, AgentStateChanged):
                 self._store(AgentStateChange(action.agent_id, action.new.value,
                                              self._wall(action.at), action.reason))
