@@ -35,60 +35,9 @@ from pathlib import Path
 import attrs
 import trio
 
-from trio_voip.testing.sipp import SippResult, run_sipp, sipp_binary, sipp_pcaps
+from trio_voip.testing.sipp import UAS_PCMA, SippResult, run_sipp, sipp_binary, sipp_pcaps
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# The callee of the media step: answers PCMA and telephone-event (what uac_pcap offers and
-# plays; SIPp's built-in uas answers PCMU, which the non-transcoding relay refuses with 488).
-UAS_PCMA = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="PCMA callee">
-  <recv request="INVITE"/>
-  <send retrans="500">
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-
-    ]]>
-  </send>
-  <recv request="ACK" rtd="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <timewait milliseconds="500"/>
-</scenario>
-"""
 
 
 def free_port() -> int:

@@ -42,7 +42,9 @@ from trio_voip import (
 )
 from trio_voip.rtp.relay import EndpointStats, MediaEndpoint
 from trio_voip.sip.uri import SipUri
-from trio_voip.testing.sipp import SIPP_PCAP_DIR, SippResult, run_sipp, sipp_pcaps
+from trio_voip.testing.sipp import (
+    SIPP_PCAP_DIR, UAS_PCMA, SippResult, run_sipp, sipp_pcaps,
+)
 
 from .test_sipp_scenarios import CALLER_TIMERS, FAST_TIMERS, assert_clean, scenario
 
@@ -192,70 +194,6 @@ _WAIT_BYE = """
   </send>
   <timewait milliseconds="500"/>
 """
-
-# A callee answering PCMA and telephone-event (what SIPp's captures carry): the built-in
-# uas answers PCMU only, and the relay does not transcode.
-UAS_PCMA = _HEAD + """<scenario name="PCMA callee">
-  <recv request="INVITE"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-
-    ]]>
-  </send>
-  <recv request="ACK" rtd="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <timewait milliseconds="500"/>
-</scenario>
-"""
-
 
 def uac_scenario(*, formats: str = "8 101", pcap: str | None = None, before: int = 0,
                  hang_up: bool = True, after: int = 1000) -> str:

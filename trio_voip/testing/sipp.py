@@ -23,13 +23,65 @@ import trio
 
 __all__ = [
     "SIPP_PCAP_DIR", "SippResult", "sipp_binary", "sipp_pcaps", "sipp_args", "run_sipp",
-    "read_sipp_stats",
+    "read_sipp_stats", "UAS_PCMA",
 ]
 
 # 4 MiB socket buffers: without them loopback drops datagrams at high call rates.
 BUFF_SIZE = "4194304"
 #: Where the Debian package puts the G.711 and RFC 4733 captures SIPp's scenarios play.
 SIPP_PCAP_DIR = Path("/usr/share/sip-tester")
+
+#: A SIPp callee scenario answering PCMA and telephone-event, what SIPp's captures carry
+#: (``-sn uac_pcap``): SIPp's built-in ``uas`` answers PCMU only, which a relay that does not
+#: transcode refuses (488).
+UAS_PCMA = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="PCMA callee">
+  <recv request="INVITE"/>
+  <send retrans="500">
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+
+    ]]>
+  </send>
+  <recv request="ACK" rtd="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <timewait milliseconds="500"/>
+</scenario>
+"""
 
 
 @attrs.frozen
