@@ -23,7 +23,6 @@ import trio
 
 from trio_voip import CallDecision, CallHandler, CallSession, CallState, SessionManagerBuilder
 from trio_voip.callcenter import CallCenter
-from trio_voip.callcenter.driver import CallCenterDriver
 from trio_voip.errors import TrioVoipError
 from trio_voip.sip.digest import DigestClient
 from trio_voip.sip.message import Request
@@ -108,14 +107,11 @@ async def bench(args: argparse.Namespace) -> int:
     agents = Agents()
     outcome = {"answered": 0, "gave_up": 0, "failed": 0}
     async with trio.open_nursery() as nursery:
-        switch: Softswitch = await nursery.start(Softswitch(config).run)
-        port = switch.coordinator.port("UDP")
         # the timed engine stands in for the engine it wraps
-        driver = CallCenterDriver(
-            switch.coordinator, engine, poll_interval=0.2  # type: ignore[arg-type]
+        switch: Softswitch = await nursery.start(
+            Softswitch(config, engine=engine).run  # type: ignore[arg-type]
         )
-        await nursery.start(driver.run)
-        switch.router = driver
+        port = switch.coordinator.port("UDP")
         agent_phone = (SessionManagerBuilder().listen("127.0.0.1", 0, transports=("UDP",))
                        .rtp_ports(36000, 37999).limits(max_calls=5000).handler(agents))
         customer_phone = (SessionManagerBuilder().listen("127.0.0.1", 0, transports=("UDP",))

@@ -3,8 +3,10 @@
     python examples/softswitch.py [--sip-port 5060] [--http-port 8080]
 
 Two users (alice/wonderland, bob/builder) register and call each other by name; dialing 600
-rings both (the pre-engine queue). The supervisor page is on http://127.0.0.1:8080/. Every
-session and bridge event is printed as it happens. Ctrl-C ends the live calls with BYE.
+queues the caller (music on hold) for the call engine, which offers it to the agent of the two
+idle longest (5 s of wrap-up after each call). The supervisor page is on
+http://127.0.0.1:8080/. Every session and bridge event is printed as it happens. Ctrl-C ends
+the live calls with BYE.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def make_config(sip_port: int, http_port: int) -> SoftswitchConfig:
         rtp=RtpConfig(start=20000, end=20999, relay=True),
         http=HttpConfig(port=http_port),
         users=(UserConfig("alice", "wonderland", "Alice"), UserConfig("bob", "builder", "Bob")),
-        queues=(QueueConfig("600", "everyone", members=("alice", "bob")),),
+        queues=(QueueConfig("600", "everyone", strategy="longest-idle", wrap_up_time=5.0,
+                            members=("alice", "bob")),),
     )
 
 

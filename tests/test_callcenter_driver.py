@@ -78,13 +78,12 @@ async def call_center(
     for user in ("1001", "1002"):
         engine.add_agent(Agent(f"a{user}", f"Agent {user}", user, queues=served))
     async with MemoryStore.open() as store, trio.open_nursery() as nursery:
-        switch: Softswitch = await nursery.start(Softswitch(config).run)
-        driver = CallCenterDriver(
-            switch.coordinator, engine, store, poll_interval=0.05, busy_tone=0.2,
-            on_change=switch.notify_changed, **(driver_options or {}),
+        options = {"store": store, "busy_tone": 0.2, **(driver_options or {})}
+        switch: Softswitch = await nursery.start(
+            Softswitch(config, engine=engine, driver_options=options).run
         )
-        await nursery.start(driver.run)
-        switch.router = driver
+        driver = switch.driver
+        assert driver is not None and driver.engine is engine
         yield Center(switch, driver, engine, store)
         nursery.cancel_scope.cancel()
 
@@ -279,7 +278,8 @@ def test_make_call_center_maps_queues_and_member_users():
         ('[[queues]]\nnumber = "7"\nwrap_up_time = -1.0\n', "queues[0].wrap_up_time"),
         ('[[queues]]\nnumber = "7"\n\noverflow = "elsewhere"\n', "queues[0].overflow"),
         ('[[queues]]\nnumber = "7"\nleave_empty = "sometimes"\n', "queues[0].leave_empty"),
-        ('[callcenter]\npoll_interval = 0\n', "callcenter.poll_interval"),
+        ('[callcenter]\npause_code = "46a"\n', "callcenter.pause_code"),
+        ('[callcenter]\nresume_code = ""\n', "callcenter.resume_code"),
     ],
 )
 def test_a_call_engine_setting_mistake_names_its_key_and_line(text, key):
@@ -291,8 +291,7 @@ def test_a_call_engine_setting_mistake_names_its_key_and_line(text, key):
 
 async def test_the_softswitch_runs_the_engine_when_configured(tmp_path):
     config = test_config(
-        callcenter=CallCenterConfig(engine=True, store=str(tmp_path / "cc.sqlite"),
-                                    poll_interval=0.05),
+        callcenter=CallCenterConfig(store=str(tmp_path / "cc.sqlite")),
         queues=(QueueConfig(QUEUE, "support", members=("1001", "1002"), wrap_up_time=0.1),),
     )
     ann = Phone()

@@ -20,6 +20,7 @@ from trio_voip import (
     CallStateError,
     DtmfReceived,
     EndKind,
+    RegistrationChanged,
     SessionCoordinator,
     SessionManagerBuilder,
     TransferProgress,
@@ -374,6 +375,7 @@ async def test_register_then_call_the_user_by_name(clock: trio.testing.MockClock
 
     handler = Scripted()
     async with pair(callee=handler) as (a, b):
+        events = a.subscribe_to_session_events()
         h = Headers()
         h.add("Via", f"SIP/2.0/UDP 127.0.0.1:5070;branch={new_branch()}")
         h.add("Max-Forwards", "70")
@@ -394,6 +396,27 @@ async def test_register_then_call_the_user_by_name(clock: trio.testing.MockClock
         with pytest.raises(TrioVoipError):
             await a.make_call("nobody")
         await settle_and_check_empty(a, b)
+        # registrations are events too: accepted, then dropped by an admin; another binding
+        # expiring (Expires: 60, no refresh) is reported when it runs out
+        assert a.drop_registrations("bob") == 1 and a.stats().registrations == 0
+        assert a.drop_registrations("bob") == 0
+        h.set("CSeq", "2 REGISTER")
+        h.set("Expires", "60")
+        h.set("Via", f"SIP/2.0/UDP 127.0.0.1:5070;branch={new_branch()}")
+        handle = await b.endpoint.request(Request("REGISTER", parse_uri("sip:127.0.0.1"), h), *A)
+        assert (await handle.final_response()).status == 200
+        await trio.sleep(61)
+        assert a.stats().registrations == 0
+        seen = []
+        while True:
+            try:
+                event = events.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if isinstance(event, RegistrationChanged):
+                seen.append((event.aor, event.contacts))
+        assert seen == [("sip:bob@127.0.0.1", 1), ("sip:bob@127.0.0.1", 0),
+                        ("sip:bob@127.0.0.1", 1), ("sip:bob@127.0.0.1", 0)]
 
 
 async def test_options_and_unknown_dialog(clock: trio.testing.MockClock) -> None:

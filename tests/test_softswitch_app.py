@@ -20,6 +20,7 @@ from trio_voip import (
     SessionCoordinator,
     SessionManagerBuilder,
 )
+from trio_voip.callcenter import AgentState
 from trio_voip.errors import SoftswitchError
 from trio_voip.sip.digest import DigestClient
 from trio_voip.sip.message import Request
@@ -312,15 +313,23 @@ async def test_a_caller_giving_up_cancels_the_callee():
             await settled(running)
 
 
-async def test_queue_fallback_rings_free_agents_and_bridges_the_first_to_answer():
+async def test_queue_rings_free_agents_and_bridges_the_first_to_answer():
+    """The demo queue (call engine, ring-all): the caller, a member on this very call, is
+    not offered; the other two ring, the first to answer takes it, the other is cancelled."""
     async with softswitch() as running:
         port = sip_port(running)
         late = Phone(lambda call: CallDecision.defer())
         async with phone("1003", port, late), phone("1002", port) as bob_phone:
             async with phone("1001", port) as caller:
                 bob_phone.handler = bob = Phone(lambda call: CallDecision.defer())
+                driver = running.softswitch.driver
+                assert driver is not None
+                await until(lambda: all(
+                    driver.engine.agent_state(u) is AgentState.AVAILABLE
+                    for u in ("1001", "1002", "1003")))
                 call = await dial(caller, "1001", "6000", port)
-                await call.wait_state(CallState.RINGING, timeout=5)
+                # answered at once: the caller waits with music
+                await call.wait_state(CallState.ACTIVE, timeout=5)
                 with trio.fail_after(5):
                     await bob.arrived.wait()
                     await late.arrived.wait()
@@ -329,7 +338,6 @@ async def test_queue_fallback_rings_free_agents_and_bridges_the_first_to_answer(
                 assert {a["name"]: a["state"] for a in queue["agents"]} == {
                     "1001": "on-call", "1002": "ringing", "1003": "ringing"}
                 await bob.incoming[0].answer()
-                assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
                 with trio.fail_after(5):
                     assert (await late.incoming[0].wait_ended()).kind is EndKind.CANCELLED
                 coordinator = running.softswitch.coordinator
@@ -337,6 +345,8 @@ async def test_queue_fallback_rings_free_agents_and_bridges_the_first_to_answer(
                 assert running.softswitch.state()["queues"][0]["waiting"] == []
                 await call.hangup()
                 await settled(running)
+            # its call over, 1001 is available again
+            await until(lambda: driver.engine.agent_state("1001") is AgentState.AVAILABLE)
 
 
 class Answering:
@@ -378,10 +388,10 @@ async def test_a_router_takes_the_queue_calls():
             await settled(running)
 
 
-async def test_a_queue_without_free_agents_is_480():
+async def test_a_queue_without_agents_logged_in_is_480():
     async with softswitch() as running:
         port = sip_port(running)
-        async with phone("1001", port) as caller:
+        async with phone("1001", port, register=False) as caller:
             call = await dial(caller, "1001", "6000", port)
             with trio.fail_after(5):
                 reason = await call.wait_ended()
@@ -464,7 +474,7 @@ async def test_describe_says_where_everything_listens():
         "user     1001 (Alice), password demo1001",
         "user     1002 (Bob), password demo1002",
         "user     1003 (Carol), password demo1003",
-        "queue    6000 support: rings 1001, 1002, 1003",
+        "queue    6000 support: ring-all, agents 1001, 1002, 1003",
     ]
     lines.clear()
     # A public address, on the in-memory network (no socket is opened: no relay, no page).
@@ -481,3 +491,36 @@ async def test_describe_says_where_everything_listens():
     assert lines[0].startswith("SIP      ") and "192.0.2.1:5060" in lines[0]
     assert lines[2] == "HTTP     off"
     assert lines[-1].startswith("warning  the demo users' passwords are published")
+
+
+async def test_agents_pause_and_resume_from_their_phone_with_feature_codes():
+    """*46*<code> pauses with that reason code, *47 resumes: answered, two beeps (0.6 s),
+    hung up by us. A refused one (resume when not paused) gets the busy tone (2 s)."""
+    async with softswitch() as running:
+        port = sip_port(running)
+        driver = running.softswitch.driver
+        assert driver is not None
+        async with phone("1001", port) as agent:
+            await until(lambda: driver.engine.agent_state("1001") is AgentState.AVAILABLE)
+
+            async def feature(code: str) -> float:
+                call = await dial(agent, "1001", code, port)
+                with trio.fail_after(5):
+                    assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP
+                return call.duration
+
+            assert 0.5 <= await feature("*46*7") < 1.5
+            status = driver.engine.agent_status("1001")
+            assert (status.state, status.pause_reason) == (AgentState.PAUSED, "7")
+            assert 0.5 <= await feature("*47") < 1.5
+            # on call (this one) until its end reaches the engine
+            await until(lambda: driver.engine.agent_state("1001") is AgentState.AVAILABLE)
+            assert await feature("*47") >= 1.9  # not paused: refused
+            assert await feature("*46") < 1.5
+            assert driver.engine.agent_status("1001").pause_reason == "phone"
+            await settled(running)
+        # other numbers starting like a code are not codes
+        async with phone("1002", port) as other:
+            call = await dial(other, "1002", "*46*", port)
+            with trio.fail_after(5):
+                assert (await call.wait_ended()).status == 404

@@ -34,4 +34,19 @@ async def test_the_example_config_calls_by_name(monkeypatch):
             with trio.fail_after(5):
                 while switch.coordinator.calls:
                     await trio.sleep(0.01)
+            # the queue: alice (an agent, but on this very call) waits, bob is offered it
+            call = await alice.make_call(f"sip:600@127.0.0.1:{port}", from_user="alice")
+            assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            with trio.fail_after(5):
+                while len(bob.incoming) < 2:
+                    await trio.sleep(0.01)
+                while not switch.coordinator.list_bridges():
+                    await trio.sleep(0.01)
+            assert switch.driver is not None
+            (live,) = switch.driver.engine.live_calls()
+            assert (live.queue_id, live.agent_id) == ("600", "bob")
+            await call.hangup()
+            with trio.fail_after(5):
+                while switch.coordinator.calls:
+                    await trio.sleep(0.01)
         nursery.cancel_scope.cancel()

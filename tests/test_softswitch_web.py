@@ -56,7 +56,7 @@ async def test_the_page_and_the_state():
         assert status == 200 and headers["Content-Type"] == "application/json"
         state = json.loads(body)
         assert state["type"] == "state" and state["format"] == 1
-        assert state["router"] == "ring-all fallback"
+        assert state["router"] == "call engine"
         assert [u["name"] for u in state["users"]] == ["1001", "1002", "1003"]
         assert state["calls"] == state["bridges"] == []
         assert state["queues"][0]["number"] == "6000"

@@ -48,6 +48,7 @@ from trio_voip.session import (
     SessionEvent,
     SessionManagerBuilder,
     TransferProgress,
+    RegistrationChanged,
     first_to_end,
     hangup_quietly,
 )
@@ -97,4 +98,5 @@ __all__ = [
     "SessionEvent",
     "SessionManagerBuilder",
     "TransferProgress",
+    "RegistrationChanged",
 ]

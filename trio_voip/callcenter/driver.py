@@ -8,7 +8,8 @@ also a softswitch ``QueueRouter`` (``name``, :meth:`~CallCenterDriver.route`,
 * **Time**: one task sleeps until ``engine.next_deadline()`` and calls ``on_timer``; every
   other input wakes it, since an input may move the deadline.
 * **Agents** log in when their phone (``sip_user``) has a live registration and out when it
-  has none: the registrar reports no events, so the bindings are polled (``poll_interval``).
+  has none (on each ``RegistrationChanged`` session event); calls their phone is on outside
+  the call center count against their limit (:meth:`~CallCenterDriver.calls_elsewhere`).
 * **Customers**: :meth:`~CallCenterDriver.route` hands a call to a queue number to the engine
   and answers it, unless the engine refused it at the door (its status). While waiting the
   customer hears music on hold (a looped WAV if given, else ringback) and, for each
@@ -59,6 +60,7 @@ from trio_voip.session import (
     CallState,
     DtmfReceived,
     EndReason,
+    RegistrationChanged,
     first_to_end,
     hangup_quietly,
 )
@@ -105,6 +107,8 @@ logger = logging.getLogger(__name__)
 _BEEP = (660.0,)
 _BEEP_CADENCE = ((0.2, 0.2),)
 _MAX_BEEPS = 9
+# Session events of every call pass through to reach the registration ones: room for bursts.
+_REGISTRATION_BUFFER = 10_000
 
 
 def offer_failure(reason: EndReason | None) -> OfferFailure:
@@ -150,7 +154,6 @@ class CallCenterDriver:
         recordings: str | os.PathLike[str] | None = None,
         max_message: float = 120.0,
         busy_tone: float = 2.0,
-        poll_interval: float = 1.0,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.coordinator = coordinator
@@ -162,7 +165,6 @@ class CallCenterDriver:
         self.recordings = Path(recordings) if recordings is not None else None
         self.max_message = max_message
         self.busy_tone = busy_tone
-        self.poll_interval = poll_interval
         self.on_change = on_change
         self._customers: dict[CallerId, _Customer] = {}
         self._legs: dict[str, CallSession] = {}  # offer id -> the agent's leg
@@ -198,8 +200,10 @@ class CallCenterDriver:
             self._nursery = nursery
             if self.store is not None:
                 nursery.start_soon(self._write_store, self.store)
+            # subscribed before the first look, so that no registration is missed
+            events = self.coordinator.subscribe_to_session_events(_REGISTRATION_BUFFER)
             self.refresh_agents()
-            nursery.start_soon(self._poll_agents)
+            nursery.start_soon(self._follow_registrations, events)
             task_status.started(self)
             await self._timers()
 
@@ -245,10 +249,20 @@ class CallCenterDriver:
             elif agent.sip_user not in registered and logged_in:
                 self._input(self.engine.agent_logout, agent.agent_id)
 
-    async def _poll_agents(self) -> None:
-        while True:
-            await trio.sleep(self.poll_interval)
-            self.refresh_agents()
+    async def _follow_registrations(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+        async with events:
+            async for event in events:
+                if isinstance(event, RegistrationChanged):
+                    self.refresh_agents()
+
+    def calls_elsewhere(self, calls: Mapping[str, int]) -> None:
+        """How many calls each SIP user's phone is on outside the call center (e.g.
+        extension calls; users not named: none). The engine counts them against the agent's
+        ``max_concurrent`` and shows it on call."""
+        for agent in self.engine.agents():
+            count = calls.get(agent.sip_user, 0)
+            if self.engine.agent_status(agent.agent_id).elsewhere != count:
+                self._input(self.engine.agent_calls_elsewhere, agent.agent_id, count)
 
     def pause(self, agent_id: str, reason: str) -> None:
         """Pause an agent (its calls go on; it is offered nothing until :meth:`resume`)."""

@@ -38,6 +38,7 @@ from trio_voip.session.events import (
     CallEnded,
     CallStateChanged,
     DtmfReceived,
+    RegistrationChanged,
     SessionEvent,
     TransferProgress,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "DtmfReceived",
     "SessionEvent",
     "TransferProgress",
+    "RegistrationChanged",
     "CallDecision",
     "CallHandler",
     "DecisionKind",

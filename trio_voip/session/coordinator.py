@@ -65,6 +65,7 @@ from trio_voip.session.call import CallSession
 from trio_voip.session.events import (
     CallEnded,
     DtmfReceived,
+    RegistrationChanged,
     SessionEvent,
     TransferProgress,
 )
@@ -457,6 +458,20 @@ class SessionCoordinator:
         """Every call's events from now on. A subscriber that falls ``buffer`` events behind
         loses the newest ones (counted in ``stats().events_dropped``); calls never wait."""
         return self._bus.subscribe(buffer or self.config.event_buffer)
+
+    def drop_registrations(self, user: str) -> int:
+        """Drop every binding of the AORs whose user part is ``user`` (its phone registers
+        again when it refreshes), publishing :class:`RegistrationChanged`; returns how many
+        were dropped."""
+        location = self.registrar.location
+        now = trio.current_time()
+        dropped = 0
+        for aor in location.aors():
+            if aor.partition(":")[2].rpartition("@")[0] == user:
+                dropped += len(location.bindings(aor))
+                location.replace(aor, (), now)
+                self._registration_changed(aor, now)
+        return dropped
 
     def stats(self) -> CoordinatorStats:
         return CoordinatorStats(
@@ -961,7 +976,8 @@ class SessionCoordinator:
             with trio.move_on_at(deadline if deadline is not None else float("inf")):
                 await self._wakeup.wait()
             now = trio.current_time()
-            self.registrar.location.on_timer(now)
+            for aor in {e.binding.aor for e in self.registrar.location.on_timer(now)}:
+                self._registration_changed(aor, now)
             self.dtmf.on_timer(now)
             try:
                 await self._dialog_events(self.dialogs.on_timer(now))
@@ -1005,9 +1021,15 @@ class SessionCoordinator:
     async def _on_register(self, handle: ServerTransactionHandle) -> None:
         source = handle.source
         where = reg.Source(source.transport, source.host, source.port) if source else None
-        response = self.registrar.process(handle.request, trio.current_time(), where)
+        now = trio.current_time()
+        response = self.registrar.process(handle.request, now, where)
         await handle.respond(response)
+        if 200 <= response.status < 300:  # a 2xx has a To the registrar could read
+            self._registration_changed(reg.canonical_aor(handle.request.to.uri), now)
         self._kick()
+
+    def _registration_changed(self, aor: str, now: float) -> None:
+        self._bus.publish(RegistrationChanged(aor, len(self.registrar.location.lookup(aor, now))))
 
     def _check_auth(self, handle: ServerTransactionHandle) -> Response | None:
         """The 401/403 to answer an unauthenticated INVITE with, or None if it may go on."""

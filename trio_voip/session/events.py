@@ -17,6 +17,7 @@ __all__ = [
     "DtmfReceived",
     "DTMF_METHODS",
     "TransferProgress",
+    "RegistrationChanged",
     "SessionEvent",
 ]
 
@@ -80,4 +81,17 @@ class TransferProgress:
         return self.status >= 200
 
 
-SessionEvent = CallStateChanged | CallEnded | DtmfReceived | TransferProgress
+@attrs.frozen
+class RegistrationChanged:
+    """The registrar's bindings of ``aor`` (canonical, e.g. ``sip:1001@example.com``)
+    changed: a REGISTER was accepted, a binding expired, or they were dropped
+    (:meth:`~trio_voip.session.SessionCoordinator.drop_registrations`); ``contacts`` live ones
+    are left. Published on the coordinator's session events only (no call has it)."""
+
+    aor: str
+    contacts: int
+
+
+SessionEvent = (
+    CallStateChanged | CallEnded | DtmfReceived | TransferProgress | RegistrationChanged
+)

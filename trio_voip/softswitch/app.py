@@ -9,11 +9,11 @@ relay:
   not registered: 480; an unknown number: 404; a callee's refusal maps back (486 stays 486,
   5xx becomes 502; see :func:`failure_status`); no answer within ``calls.ring_timeout``: 480.
 * dialing a queue's number (``6000``) hands the call to ``softswitch.router`` (a
-  :class:`QueueRouter`). With ``callcenter.engine`` that is the call engine's
+  :class:`QueueRouter`): the call engine's
   :class:`~trio_voip.callcenter.driver.CallCenterDriver` (queues and agents from
-  :func:`make_call_center`), started with the coordinator; otherwise
-  :class:`RingAllFallback`: it rings every registered member that is not on a call and
-  bridges the first to answer (the queue's ``strategy`` is not applied).
+  :func:`make_call_center`), started with the coordinator, unless another router was set
+  before. Calls a user is on outside the queues (extension calls, calls to a queue) count
+  as calls of that agent: it is offered no queue call beyond its ``max_concurrent``.
 * either side hanging up hangs up the other.
 
 The relay does not transcode: a callee that picks a codec the caller did not offer gets the
@@ -21,8 +21,8 @@ caller refused with 488 (both are offered our codecs, PCMU first, so phones rare
 
 :meth:`Softswitch.state` is a JSON-ready snapshot for the supervisor page (users and their
 registrations, live calls, bridges, queues with waiting callers and agent states), and
-:meth:`Softswitch.wait_changed` says when it changed (any session or bridge event, or a
-registration coming, going or expiring).
+:meth:`Softswitch.wait_changed` says when it changed (any session or bridge event, a
+registration coming, going or expiring among them).
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ import trio
 from trio_voip.callcenter import Agent, CallCenter, queue_from_settings
 from trio_voip.callcenter.driver import CallCenterDriver
 from trio_voip.callcenter.store import SqliteStore
-from trio_voip.errors import BridgeError, SoftswitchError, TrioVoipError
+from trio_voip.errors import BridgeError, CallCenterError, SoftswitchError, TrioVoipError
 from trio_voip.offer_answer import offers_codec
+from trio_voip.rtp.g711 import G711Law
+from trio_voip.rtp.playback import FrameListSource
+from trio_voip.rtp.tones import tone_frames
 from trio_voip.session import (
     first_to_end,
     hangup_quietly,
@@ -59,7 +62,7 @@ from trio_voip.sip.registrar import Binding
 from trio_voip.sip.uri import SipUri
 
 __all__ = [
-    "STATE_VERSION", "Presence", "QueueRouter", "RingAllFallback", "Softswitch",
+    "STATE_VERSION", "Presence", "QueueRouter", "Softswitch",
     "failure_status", "make_builder", "make_call_center",
 ]
 
@@ -68,9 +71,11 @@ logger = logging.getLogger(__name__)
 #: Bumped when the layout of :meth:`Softswitch.state` changes incompatibly.
 STATE_VERSION = 1
 
-# How often registrations are compared for the supervisor page: the registrar reports no
-# events, and bindings also expire silently.
-_REGISTRATION_POLL = 0.5
+# What an agent hears after dialing a feature code: two short high beeps when it was done,
+# the busy tone (two cycles) when it was refused.
+_CONFIRM = ((880.0,), ((0.1, 0.1), (0.1, 0.3)))
+_REFUSE = ((480.0, 620.0), ((0.5, 0.5), (0.5, 0.5)))
+
 
 
 def failure_status(reason: EndReason | None) -> int:
@@ -187,68 +192,31 @@ class QueueRouter(Protocol):
     def queue_state(self, queue: QueueConfig, presence: Presence) -> dict[str, Any]: ...
 
 
-class RingAllFallback:
-    """The pre-engine :class:`QueueRouter`, until the call engine's driver replaces it: ring
-    every registered member of the queue that is not on a call, bridge the first to answer
-    (:meth:`Softswitch.connect`); nobody free: 480."""
-
-    name = "ring-all fallback"
-
-    def __init__(self, softswitch: Softswitch) -> None:
-        self.softswitch = softswitch
-        # callers while their agents ring: call id -> (queue number, call, since)
-        self._waiting: dict[str, tuple[str, CallSession, float]] = {}
-
-    async def route(self, call: CallSession, queue: QueueConfig) -> CallDecision:
-        switch = self.softswitch
-        caller = _user_of(call.remote_party.uri)
-        presence = switch.presence()
-        free = [
-            m for m in queue.members if m != caller and presence.agent_state(m) == "available"
-        ]
-        if not free:
-            return CallDecision.reject(480, "No Agent Available")
-        self._waiting[call.id] = (queue.number, call, trio.current_time())
-        switch.notify_changed()
-        try:
-            return await switch.connect(call, free, queue.ring_timeout)
-        finally:
-            del self._waiting[call.id]
-            switch.notify_changed()
-
-    def queue_state(self, queue: QueueConfig, presence: Presence) -> dict[str, Any]:
-        now = trio.current_time()
-        return {
-            "waiting": [
-                {
-                    "call": call.id,
-                    "from": str(call.remote_party.uri),
-                    "wait": round(now - since, 1),
-                }
-                for number, call, since in self._waiting.values()
-                if number == queue.number
-            ],
-            "agents": [{"name": m, "state": presence.agent_state(m)} for m in queue.members],
-            "metrics": None,
-        }
-
-
 class Softswitch(CallHandler):
     """The softswitch of ``config``; ``await nursery.start(softswitch.run)`` starts it (SIP,
     RTP, and nothing else: the supervisor page is :mod:`trio_voip.softswitch.web`) and
     reports the running softswitch; cancelling it ends the live calls (BYE) first."""
 
     def __init__(
-        self, config: SoftswitchConfig, *, transport_factory: TransportFactory | None = None
+        self,
+        config: SoftswitchConfig,
+        *,
+        engine: CallCenter | None = None,
+        driver_options: Mapping[str, Any] | None = None,
+        transport_factory: TransportFactory | None = None,
     ) -> None:
         self.config = config
+        # the call engine to run (default: make_call_center(config)) and extra keyword
+        # arguments of its CallCenterDriver
+        self._engine = engine
+        self._driver_options = dict(driver_options or {})
         self._builder = make_builder(config, transport_factory)
         self._users = {user.name: user for user in config.users}
         self._queues = {queue.number: queue for queue in config.queues}
         self._coordinator: SessionCoordinator | None = None
         self._nursery: trio.Nursery | None = None
-        self.router: QueueRouter = RingAllFallback(self)
-        self._fallback = self.router
+        #: what takes queue calls: the call engine's driver while it runs, unless set before
+        self.router: QueueRouter | None = None
         #: the call engine's driver while it runs (``callcenter.engine``)
         self.driver: CallCenterDriver | None = None
         # the user each leg we placed rings, by call id
@@ -295,12 +263,12 @@ class Softswitch(CallHandler):
                             self._follow, coordinator.subscribe_to_session_events()
                         )
                         nursery.start_soon(
+                            self._follow_calls, coordinator.subscribe_to_session_events()
+                        )
+                        nursery.start_soon(
                             self._follow, coordinator.subscribe_to_bridge_events()
                         )
-                        nursery.start_soon(self._poll_registrations)
-                        # a router set before we run wins over the configured one
-                        if (self.config.callcenter.engine and self.config.queues
-                                and self.router is self._fallback):
+                        if self.config.queues and self.router is None:
                             await nursery.start(self._run_engine, coordinator)
                         task_status.started()
                         await stop.wait()
@@ -317,11 +285,13 @@ class Softswitch(CallHandler):
             store = None
             if settings.store is not None:
                 store = await stack.enter_async_context(SqliteStore.open(settings.store))
-            driver = CallCenterDriver(
-                coordinator, make_call_center(self.config), store,
-                music_on_hold=settings.music_on_hold, recordings=settings.recordings,
-                poll_interval=settings.poll_interval, on_change=self.notify_changed,
-            )
+            engine = self._engine if self._engine is not None else make_call_center(self.config)
+            options: dict[str, Any] = {
+                "store": store, "music_on_hold": settings.music_on_hold,
+                "recordings": settings.recordings, "on_change": self.notify_changed,
+                **self._driver_options,
+            }
+            driver = CallCenterDriver(coordinator, engine, **options)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(driver.run)
@@ -330,7 +300,7 @@ class Softswitch(CallHandler):
                     task_status.started()
             finally:
                 self.driver = None
-                self.router = self._fallback
+                self.router = None
 
     # -- change notification --
 
@@ -357,22 +327,20 @@ class Softswitch(CallHandler):
             async for _ in events:
                 self.notify_changed()
 
-    def _registrations_seen(self) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
-        location = self.coordinator.registrar.location
-        now = trio.current_time()
-        return tuple(
-            (aor, tuple((str(b.uri), b.expires_at) for b in location.lookup(aor, now)))
-            for aor in sorted(location.aors())
-        )
+    async def _follow_calls(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+        """Tell the call engine about its agents' calls outside the queues as they change."""
+        async with events:
+            async for _ in events:
+                # one look (a pass over all calls) for a whole burst of events
+                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                    while True:
+                        events.receive_nowait()
+                self._tell_engine_calls()
 
-    async def _poll_registrations(self) -> None:
-        seen = self._registrations_seen()
-        while True:
-            await trio.sleep(_REGISTRATION_POLL)
-            now = self._registrations_seen()
-            if now != seen:
-                seen = now
-                self.notify_changed()
+    def _tell_engine_calls(self) -> None:
+        if self.driver is not None:
+            calls = self.presence().calls
+            self.driver.calls_elsewhere({user: len(c) for user, c in calls.items()})
 
     # -- who is where --
 
@@ -416,14 +384,7 @@ class Softswitch(CallHandler):
         returns how many there were. Raises SoftswitchError for an unknown user."""
         if user not in self._users:
             raise SoftswitchError(f"no user {user!r}")
-        location = self.coordinator.registrar.location
-        dropped = 0
-        for aor in location.aors():
-            if _aor_user(aor) == user:
-                dropped += len(location.bindings(aor))
-                location.replace(aor, (), trio.current_time())
-        self.notify_changed()
-        return dropped
+        return self.coordinator.drop_registrations(user)
 
     # -- the call handler --
 
@@ -432,14 +393,64 @@ class Softswitch(CallHandler):
         dialed = _user_of(invite.uri) if invite is not None else None
         if invite is None or not invite.body:
             return CallDecision.reject(488, "Offer Required")
+        if dialed is not None and self.driver is not None:
+            feature = self._feature_code(call, dialed)
+            if feature is not None:
+                return feature
         if dialed in self._users:
             if not self.presence().bindings.get(dialed):
                 return CallDecision.reject(480, "Not Registered")
             return await self.connect(call, [dialed], self.config.calls.ring_timeout)
         queue = self._queues.get(dialed or "")
         if queue is not None:
+            if self.router is None:  # stopping
+                return CallDecision.reject(503)
+            self._tell_engine_calls()  # an agent calling the queue is not offered its own call
             return await self.router.route(call, queue)
         return CallDecision.reject(404)
+
+    def _feature_code(self, call: CallSession, dialed: str) -> CallDecision | None:
+        """An agent dialing the pause code (``*46``, or ``*46*<reason>``) or the resume code
+        (``*47``) from its phone: done for each of its agents, the call answered to say so
+        (two beeps: done; busy tone: refused, e.g. not logged in); None for other numbers."""
+        driver = self.driver
+        settings = self.config.callcenter
+        assert driver is not None
+        if dialed == settings.resume_code:
+            reason = None
+        elif dialed == settings.pause_code:
+            reason = "phone"
+        elif dialed.startswith(settings.pause_code + "*") and len(dialed) > len(
+                settings.pause_code) + 1:
+            reason = dialed[len(settings.pause_code) + 1:]
+        else:
+            return None
+        user = _user_of(call.remote_party.uri)
+        agents = [a.agent_id for a in driver.engine.agents() if a.sip_user == user]
+        done = bool(agents)
+        for agent_id in agents:
+            try:
+                if reason is None:
+                    driver.resume(agent_id)
+                else:
+                    driver.pause(agent_id, reason)
+            except CallCenterError as exc:
+                logger.info("feature code %s from %s refused: %s", dialed, user, exc)
+                done = False
+        self._spawn(self._confirm, call, done)
+        return CallDecision.accept()
+
+    async def _confirm(self, call: CallSession, done: bool) -> None:
+        try:
+            if await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE:
+                media = self.coordinator.media
+                law = media.law(call.id) if media is not None else G711Law.PCMU
+                tone, cadence = _CONFIRM if done else _REFUSE
+                await call.play(FrameListSource(tone_frames(tone, cadence=cadence, law=law), law))
+        except TrioVoipError as exc:  # hung up meanwhile, or no relayed media
+            logger.info("no confirmation tone for %s: %s", call.id, exc)
+        finally:
+            await hangup_quietly(call)
 
     async def connect(self, call: CallSession, users: list[str], timeout: float) -> CallDecision:
         """Call ``users`` (registered ones) for the incoming ``call``: the caller hears 180
@@ -560,7 +571,8 @@ class Softswitch(CallHandler):
         queues = []
         queue_of = {}
         for queue in self._queues.values():
-            part = self.router.queue_state(queue, presence)
+            part = (self.router.queue_state(queue, presence) if self.router is not None
+                    else {"waiting": [], "agents": [], "metrics": None})
             queues.append({"number": queue.number, "name": queue.name,
                            "strategy": queue.strategy, **part})
             for waiting in part["waiting"]:
@@ -603,7 +615,7 @@ class Softswitch(CallHandler):
             "type": "state",
             "format": STATE_VERSION,
             "version": self._version,
-            "router": self.router.name,
+            "router": self.router.name if self.router is not None else None,
             "sip": [f"{a.transport.lower()}:{a.host}:{a.port}" for a in coordinator.addresses],
             "users": users,
             "calls": calls,

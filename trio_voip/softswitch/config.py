@@ -44,8 +44,7 @@ __all__ = [
     "load_config",
 ]
 
-#: The routing strategies of the call engine (issue 5). Until the engine driver exists every
-#: queue rings all its free members (see :mod:`trio_voip.softswitch.app`).
+#: The routing strategies of the call engine (see :mod:`trio_voip.callcenter.strategies`).
 STRATEGIES = (
     "ring-all", "longest-idle", "round-robin", "fewest-calls", "least-talk-time", "linear",
     "random", "weighted-random", "skill-based", "ring-progressively",
@@ -100,15 +99,15 @@ name = "1003"
 password = "demo1003"
 display_name = "Carol"
 
-# The call engine runs the queues (strategies, waiting with music, wrap-up, call records) when
-# engine = true; otherwise a call to a queue rings every free member at once and the first to
-# answer takes it, whatever the strategy.
+# The call engine runs the queues: strategies, waiting with music on hold and announcements,
+# wrap-up, call records. Queue members are its agents: logged in while their phone is
+# registered, busy while on any call.
 [callcenter]
-engine = false
 # store = "callcenter.sqlite"   # call records and agent history (SQLite); default: none kept
 # music_on_hold = "moh.wav"     # 8 kHz mono 16-bit WAV, looped; default: ringback tone
 # recordings = "messages"       # where overflow "recording:<mailbox>" messages go
-poll_interval = 1.0             # seconds between looks at registrations (agents log in/out)
+pause_code = "*46"              # an agent dials it to pause (*46*<reason code>: with a reason)
+resume_code = "*47"             # ... and this to resume; two beeps: done, busy tone: refused
 
 [[queues]]
 number = "6000"
@@ -117,8 +116,7 @@ name = "support"
 # weighted-random, skill-based, ring-progressively
 strategy = "ring-all"
 members = ["1001", "1002", "1003"]
-ring_timeout = 20.0             # seconds the members ring before the caller gets 480
-# With the call engine only:
+ring_timeout = 20.0             # seconds an agent's phone rings before the next is tried
 wrap_up_time = 0.0              # seconds an agent rests after each call
 retry_delay = 5.0               # seconds an agent that missed an offer is left alone
 # max_wait = 120.0              # seconds a caller may wait, then goes to overflow
@@ -129,7 +127,7 @@ join_empty = "strict"           # refuse callers (480) when: strict (no agent lo
                                 # paused), relaxed (none logged in), ignore (never)
 leave_empty = "ignore"          # send waiting callers to overflow when the queue empties (same)
 # max_no_answer = 3             # misses in a row that pause an agent
-# announce_every = 30.0         # seconds between position beeps to waiting callers
+# announce_every = 30.0         # seconds between position / estimated wait announcements
 """
 
 
@@ -155,6 +153,11 @@ def _name(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
 def _not_empty(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not value:
         _fail(attribute, "must not be empty")
+
+
+def _feature_code(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not 1 <= len(value) <= 16 or value.strip("0123456789*#"):
+        _fail(attribute, "must be 1-16 dial-pad keys (0-9, *, #)")
 
 
 def _one_of(allowed: tuple[str, ...]) -> Callable[[object, attrs.Attribute[Any], Any], None]:
@@ -219,11 +222,13 @@ class UserConfig:
 
 @attrs.frozen
 class CallCenterConfig:
-    engine: bool = False
+    engine: bool = True
     store: str | None = None
     music_on_hold: str | None = None
     recordings: str | None = None
     poll_interval: float = attrs.field(default=1.0, validator=_positive)
+    pause_code: str = attrs.field(default="*46", validator=_feature_code)
+    resume_code: str = attrs.field(default="*47", validator=_feature_code)
 
 
 # QueueConfig keys that are the call engine's queue settings (trio_voip.callcenter.settings)

@@ -43,7 +43,7 @@ def describe(running: Running) -> list[str]:
         lines.append(f"user     {user.name}{name}{password}")
     for queue in config.queues:
         members = ", ".join(queue.members) or "no members"
-        lines.append(f"queue    {queue.number} {queue.name}: rings {members}")
+        lines.append(f"queue    {queue.number} {queue.name}: {queue.strategy}, agents {members}")
     if config.demo_users and not _loopback(config.sip.host):
         lines.append(
             "warning  the demo users' passwords are published: listen on 127.0.0.1 "
