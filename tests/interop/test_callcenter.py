@@ -71,7 +71,7 @@ def config(queues: Sequence[QueueConfig], store: str) -> SoftswitchConfig:
         sip=SipConfig(port=0, transports=("udp",), auth_invite=False, digest_algorithms=("MD5",)),
         rtp=RtpConfig(33400, 33499),
         http=HttpConfig(enabled=False),
-        callcenter=CallCenterConfig(engine=True, store=store, poll_interval=0.1),
+        callcenter=CallCenterConfig(store=store),
         users=tuple(UserConfig(name, password) for name, password in PASSWORDS.items()),
         queues=tuple(queues),
     )

@@ -222,11 +222,9 @@ class UserConfig:
 
 @attrs.frozen
 class CallCenterConfig:
-    engine: bool = True
     store: str | None = None
     music_on_hold: str | None = None
     recordings: str | None = None
-    poll_interval: float = attrs.field(default=1.0, validator=_positive)
     pause_code: str = attrs.field(default="*46", validator=_feature_code)
     resume_code: str = attrs.field(default="*47", validator=_feature_code)
 
