@@ -7,15 +7,18 @@ import json
 import pytest
 import trio
 import trio_websocket
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_voip import CallState
 from trio_voip.errors import SoftswitchError
 from trio_voip.softswitch import Running, SupervisorServer
+from trio_voip.softswitch.config import CallCenterConfig, QueueConfig
 from trio_voip.softswitch.web import PAGE, ReplayStream, parse_request_head
 
-from test_softswitch_app import Phone, dial, phone, settled, sip_port, softswitch
+from test_softswitch_app import (
+    PASSWORDS, PHONE_RTP, Phone, dial, phone, settled, sip_port, softswitch, test_config, until,
+)
 
 
 def http_port(running: Running) -> int:
@@ -283,3 +286,255 @@ async def test_admin_operations_by_post():
             status, _, body = await http(port, post("/api/logout"))
             assert (status, json.loads(body)["error"]) == (400, "logout needs a user")
             await settled(running)
+
+
+# -- admin of the call engine's agents and queues --
+
+
+def post_json(path: str, body: object) -> bytes:
+    data = json.dumps(body).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+async def api(port: int, path: str, body: object = None) -> tuple[int, dict]:
+    """POST an admin operation; its status and result object."""
+    raw = post(path) if body is None else post_json(path, body)
+    status, headers, data = await http(port, raw)
+    assert headers["Content-Type"] == "application/json"
+    result = json.loads(data)
+    assert result["ok"] is (status == 200) and result["type"] == "result"
+    return status, result
+
+
+def agent_of(state: dict, agent_id: str) -> dict:
+    (agent,) = [a for a in state["agents"] if a["id"] == agent_id]
+    return agent
+
+
+@pytest.fixture
+def agent_2001(monkeypatch):
+    """A phone for user 2001, which the configuration does not have (an agent added by the
+    admin API, with this password)."""
+    monkeypatch.setitem(PASSWORDS, "2001", "pw2001")
+    monkeypatch.setitem(PHONE_RTP, "2001", PHONE_RTP["1002"])
+
+
+DANA = {"id": "a2001", "name": "Dana", "sip_user": "2001", "password": "pw2001",
+        "queues": ["7000"], "skills": {"fr": 3}, "max_concurrent": 2, "weight": 1.5}
+SALES = {"id": "7000", "name": "sales", "strategy": "linear", "settings": {"ring_timeout": 5}}
+
+
+async def test_admin_api_adds_edits_and_removes_agents_and_queues(agent_2001):
+    async with softswitch() as running:
+        port = http_port(running)
+        switch = running.softswitch
+        driver = switch.driver
+        assert driver is not None
+        assert (await api(port, "/api/queue/add", SALES))[0] == 200
+        assert (await api(port, "/api/agent/add", DANA))[0] == 200
+        state = json.loads((await http(port, get("/api/state")))[2])
+        assert [q["number"] for q in state["queues"]] == ["6000", "7000"]
+        assert state["queues"][1]["name"] == "sales" and state["queues"][1]["strategy"] == "linear"
+        dana = agent_of(state, "a2001")
+        assert dana == {"id": "a2001", "name": "Dana", "sip_user": "2001", "queues": ["7000"],
+                        "state": "offline", "logged_in": False, "paused": None, "calls": 0}
+        agent = driver.engine.agent_status("a2001").agent
+        assert (dict(agent.skills), agent.max_concurrent, agent.weight) == ({"fr": 3}, 2, 1.5)
+        # edits: the fields given; queue settings merged (a null removes one)
+        edit = {"id": "a2001", "skills": {"de": 2}, "queues": ["7000", "6000"]}
+        assert (await api(port, "/api/agent/edit", edit))[0] == 200
+        agent = driver.engine.agent_status("a2001").agent
+        assert dict(agent.skills) == {"de": 2} and agent.queues == {"6000", "7000"}
+        assert agent.name == "Dana" and agent.max_concurrent == 2
+        edit = {"id": "7000", "strategy": "random",
+                "settings": {"ring_timeout": None, "max_length": 4}}
+        assert (await api(port, "/api/queue/edit", edit))[0] == 200
+        assert driver.get_queue("7000").settings == {"max_length": 4}
+        assert switch.state()["queues"][1]["strategy"] == "random"
+        # the agent's phone registers with the password given
+        async with phone("2001", sip_port(running)):
+            await until(lambda: driver.engine.agent_state("a2001").value == "available")
+        status, _ = await api(port, "/api/agent/remove?agent=a2001")
+        assert status == 200 and "a2001" not in {a.agent_id for a in driver.engine.agents()}
+        assert (await api(port, "/api/queue/remove?queue=7000"))[0] == 200
+        assert [q["number"] for q in switch.state()["queues"]] == ["6000"]
+        # a call to the removed queue's number: nobody there
+        async with phone("1003", sip_port(running)) as caller:
+            call = await dial(caller, "1003", "7000", sip_port(running))
+            with trio.fail_after(5):
+                await call.wait_ended()
+            assert call.end_reason is not None and call.end_reason.status == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error"),
+    [
+        ("/api/agent/add", {**DANA, "id": "1001"}, 409, "agent '1001' exists"),
+        ("/api/agent/add", {**DANA, "colour": "red"}, 400, "no field 'colour'"),
+        ("/api/agent/add", {"id": "a9"}, 400, "needs a sip_user"),
+        ("/api/agent/add", {**DANA, "queues": ["9999"]}, 400, "no queue '9999'"),
+        ("/api/agent/add", {**DANA, "queues": "6000"}, 400, "collection"),
+        ("/api/agent/add", {**DANA, "queues": [], "skills": {"x": 11}}, 400, "1-10"),
+        ("/api/agent/add", {**DANA, "queues": [], "sip_user": "1002"}, 400, "'1002'"),
+        ("/api/agent/add", {**DANA, "queues": [], "password": ""}, 400, "password"),
+        ("/api/agent/edit", {"id": "nobody"}, 404, "no agent 'nobody'"),
+        ("/api/agent/edit", {"id": "1001", "max_concurrent": "two"}, 400, "integer"),
+        ("/api/agent/edit", {"id": "1001", "sip_user": "1003"}, 400, "agent '1003'"),
+        ("/api/agent/remove?agent=nobody", None, 404, "no agent 'nobody'"),
+        ("/api/agent/remove", None, 400, "remove-agent needs an agent"),
+        ("/api/agent/pause?agent=1001&reason=lunch", None, 409, "not logged in"),
+        ("/api/agent/pause?agent=1001", None, 400, "pause needs a reason"),
+        ("/api/agent/pause?agent=nobody&reason=x", None, 404, "no agent"),
+        ("/api/agent/resume?agent=1001", None, 409, "not paused"),
+        ("/api/agent/logout?agent=1001", None, 409, "not logged in"),
+        ("/api/queue/add", {"id": "6000"}, 409, "queue '6000' exists"),
+        ("/api/queue/add", {"id": "1001"}, 409, "user's extension"),
+        ("/api/queue/add", {"id": "7000", "strategy": "loudest"}, 400, "loudest"),
+        ("/api/queue/add", {"id": "7 000"}, 400, "number"),
+        ("/api/queue/add", {"id": "7000", "settings": {"ring_timeout": -1}}, 400, "ring_timeout"),
+        ("/api/queue/edit", {"id": "6000", "settings": [1]}, 400, "JSON object"),
+        ("/api/queue/edit", {"id": "9999"}, 404, "no queue '9999'"),
+        ("/api/queue/remove?queue=9999", None, 404, "no queue '9999'"),
+    ],
+)
+async def test_admin_api_refusals(path, body, status, error):
+    async with softswitch() as running:
+        port = http_port(running)
+        driver = running.softswitch.driver
+        assert driver is not None
+        before = (driver.engine.agents(), driver.engine.queues())
+        got, result = await api(port, path, body)
+        assert (got, result["status"]) == (status, status) and error in result["error"], result
+        assert (driver.engine.agents(), driver.engine.queues()) == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "error"),
+    [
+        (post_json("/api/agent/add", [1]), 400, "a JSON object"),
+        (b"POST /api/queue/add HTTP/1.1\r\nContent-Length: 5\r\n\r\n{oops", 400, "not JSON"),
+        (b"POST /api/queue/add HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, "Content-Length"),
+        (b"POST /api/queue/add HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413, "at most"),
+    ],
+)
+async def test_admin_api_bad_bodies(raw, status, error):
+    async with softswitch() as running:
+        got, _, data = await http(http_port(running), raw)
+        result = json.loads(data)
+        assert got == status and error in result["error"], result
+
+
+async def test_admin_api_needs_the_call_engine():
+    async with softswitch(test_config(queues=())) as running:
+        assert running.softswitch.driver is None
+        port = http_port(running)
+        for path in ("/api/agent/pause?agent=1001&reason=x", "/api/queue/remove?queue=6000"):
+            status, result = await api(port, path)
+            assert status == 409 and "call engine is not running" in result["error"]
+        status, result = await api(port, "/api/queue/add", SALES)
+        assert status == 409
+        assert json.loads((await http(port, get("/api/state")))[2])["agents"] == []
+
+
+async def test_pause_resume_and_logout_over_the_websocket():
+    async with softswitch() as running:
+        url = running.http_url.replace("http://", "ws://") + "ws"
+        driver = running.softswitch.driver
+        assert driver is not None
+
+        async def command(ws, request: dict) -> dict:
+            await ws.send_message(json.dumps(request))
+            with trio.fail_after(5):
+                while (message := json.loads(await ws.get_message()))["type"] != "result":
+                    pass
+            return message
+
+        async with trio_websocket.open_websocket_url(url) as ws, \
+                phone("1001", sip_port(running)):
+            await next_state(ws, lambda s: agent_of(s, "1001")["state"] == "available")
+            result = await command(ws, {"op": "pause", "agent": "1001", "reason": "lunch"})
+            assert result == {"type": "result", "op": "pause", "ok": True, "error": None}
+            paused = await next_state(ws, lambda s: agent_of(s, "1001")["state"] == "paused")
+            assert agent_of(paused, "1001")["paused"] == "lunch"
+            assert (await command(ws, {"op": "pause", "agent": "1001", "reason": "x"}))[
+                "status"] == 409
+            assert (await command(ws, {"op": "resume", "agent": "1001"}))["ok"]
+            await next_state(ws, lambda s: agent_of(s, "1001")["paused"] is None)
+            assert (await command(ws, {"op": "logout-agent", "agent": "1001"}))["ok"]
+            out = await next_state(ws, lambda s: agent_of(s, "1001")["state"] == "offline")
+            assert not out["users"][0]["online"]  # its registration went with it
+
+
+async def test_admin_changes_survive_a_restart(tmp_path, agent_2001):
+    """Add a queue and an agent and pause one over the API, stop; start again on the same
+    store: the engine has them, paused as before, and a call to the new queue reaches the
+    new agent."""
+    config = test_config(
+        callcenter=CallCenterConfig(store=str(tmp_path / "cc.sqlite")),
+        queues=(QueueConfig("6000", "support", members=("1001", "1002")),),
+    )
+    async with softswitch(config) as running:
+        port = http_port(running)
+        assert (await api(port, "/api/queue/add", SALES))[0] == 200
+        assert (await api(port, "/api/agent/add", DANA))[0] == 200
+        async with phone("1001", sip_port(running)):
+            driver = running.softswitch.driver
+            assert driver is not None
+            await until(lambda: driver.engine.agent_state("1001").value == "available")
+            assert (await api(port, "/api/agent/pause?agent=1001&reason=lunch"))[0] == 200
+            await driver.flush_store()
+    async with softswitch(config) as running:
+        port = http_port(running)
+        driver = running.softswitch.driver
+        assert driver is not None
+        assert {a.agent_id for a in driver.engine.agents()} == {"1001", "1002", "a2001"}
+        assert driver.get_queue("7000").name == "sales"
+        state = json.loads((await http(port, get("/api/state")))[2])
+        assert agent_of(state, "1001")["paused"] == "lunch"
+        assert agent_of(state, "a2001")["queues"] == ["7000"]
+        sip = sip_port(running)
+        dana, ann = Phone(), Phone()
+        async with phone("2001", sip, dana), phone("1001", sip, ann), \
+                phone("1003", sip) as customer:
+            await until(lambda: driver.engine.agent_state("1001").value == "paused")
+            await until(lambda: driver.engine.agent_state("a2001").value == "available")
+            call = await dial(customer, "1003", "7000", sip)
+            with trio.fail_after(5):
+                await dana.arrived.wait()
+            assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            await until(lambda: driver.engine.agent_state("a2001").value == "on-call")
+            assert ann.incoming == []
+            await call.hangup()
+            await settled(running)
+
+
+_OPS = ["add-agent", "edit-agent", "remove-agent", "pause", "resume", "logout-agent",
+        "add-queue", "edit-queue", "remove-queue"]
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=6,
+)
+_FIELD_NAMES = st.sampled_from(["id", "agent", "queue", "name", "sip_user", "queues", "skills",
+                                "max_concurrent", "tier", "order", "weight", "password",
+                                "reason", "strategy", "settings"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(op=st.sampled_from(_OPS) | _JSON,
+       fields=st.dictionaries(_FIELD_NAMES | st.text(max_size=5),
+                              st.sampled_from(["1001", "6000", "x"]) | _JSON, max_size=5))
+async def test_any_admin_operation_gets_a_result_never_an_exception(op, fields):
+    async with softswitch() as running:
+        server = SupervisorServer(running.softswitch)
+        result = await server.command(json.dumps({**fields, "op": op}))
+        assert result["type"] == "result" and result["op"] == op
+        if not result["ok"]:
+            assert result["status"] in (400, 404, 409) and result["error"]
+        driver = running.softswitch.driver
+        assert driver is not None
+        # whatever happened, the softswitch's queues are the engine's
+        queues = {q["number"] for q in running.softswitch.state()["queues"]}
+        assert queues == {q.queue_id for q in driver.engine.queues()}

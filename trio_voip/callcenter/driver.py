@@ -33,10 +33,25 @@ also a softswitch ``QueueRouter`` (``name``, :meth:`~CallCenterDriver.route`,
 * **Store**: each phase of a call (:class:`~.store.CallEvent`) and each agent state change
   goes to ``store`` in order through one writer task, so the engine's loop never waits for
   the database; a write the store refuses is logged and skipped.
+* **Admin** at runtime: :meth:`~CallCenterDriver.add_agent`, ``update_agent``,
+  ``remove_agent``, ``add_queue``, ``update_queue``, ``remove_queue`` change the engine
+  first (it checks the definition and the state) and then the store; a store refusal undoes
+  the engine's change. An agent record's ``credentials`` are set at the coordinator (its
+  phone can register at once). :meth:`~CallCenterDriver.logout` logs an agent out and drops
+  its phone's registrations (logged in means registered).
+* **Restart**: :meth:`~CallCenterDriver.restore` (before :meth:`~CallCenterDriver.run`)
+  loads the store's agents and queues into the engine, the stored definition winning over
+  the engine's (the configuration's), and adds to the store the engine's ones it does not
+  know: the configuration seeds the store, runtime edits survive a restart. There are no
+  tombstones, so a configured agent or queue removed at runtime is back after a restart
+  unless it was also removed from the configuration. A pause is kept in the store
+  (``AgentRecord.paused``) until a resume or a log-out; one that was on at a restart is put
+  back when the agent logs in again, before it is offered anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -49,11 +64,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from trio_voip.errors import CallCenterError, TrioVoipError
+from trio_voip.errors import CallCenterError, RecordNotFound, StoreError, TrioVoipError
 from trio_voip.rtp.g711 import G711Law
 from trio_voip.rtp.playback import FrameListSource, WavSource
 from trio_voip.rtp.ticker import PlaybackEnd
 from trio_voip.rtp.tones import tone_frames
+from trio_voip.sip.digest import PrecomputedHA1
 from trio_voip.session import (
     CallDecision,
     CallSession,
@@ -67,6 +83,7 @@ from trio_voip.session import (
 
 from .actions import (
     Action,
+    AgentPauseChanged,
     AgentStateChanged,
     BridgeCallerToAgent,
     CallerStateChanged,
@@ -81,25 +98,32 @@ from .actions import (
 )
 from .engine import CallCenter
 from .model import (
+    Agent,
+    AgentId,
+    AgentState,
     AnnounceAndHangup,
     Busy,
     Caller,
     CallerId,
     CallerState,
+    Queue,
     QueueId,
     ToQueue,
     ToRecording,
 )
 from .prompts import ALL_AGENTS_BUSY, LEAVE_MESSAGE, PromptSet, announcement
-from .settings import format_target
-from .store import AgentStateChange, CallEvent, CallPhase, Store
+from .settings import format_target, queue_from_settings, queue_settings
+from .store import AgentRecord, AgentStateChange, CallEvent, CallPhase, QueueRecord, Store
 
 if TYPE_CHECKING:
     from trio_voip.session import SessionCoordinator
     from trio_voip.softswitch.app import Presence
     from trio_voip.softswitch.config import QueueConfig
 
-__all__ = ["CallCenterDriver", "offer_failure"]
+__all__ = [
+    "CallCenterDriver", "offer_failure", "agent_from_record", "agent_record",
+    "queue_from_record", "queue_record",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +144,65 @@ def offer_failure(reason: EndReason | None) -> OfferFailure:
     if status is None or status in (408, 480, 487):
         return OfferFailure.NO_ANSWER
     return OfferFailure.REJECTED
+
+
+def agent_from_record(record: AgentRecord) -> Agent:
+    """The engine's agent of a stored one (CallCenterError if the engine refuses it, e.g. a
+    skill level beyond 1-10)."""
+    return Agent(record.id, record.name, record.sip_user, queues=record.queues,
+                 skills=record.skills, max_concurrent=record.max_concurrent, tier=record.tier,
+                 order=record.order, weight=record.weight)
+
+
+def agent_record(
+    agent: Agent, pause_reason: str | None = None, credentials: PrecomputedHA1 | None = None
+) -> AgentRecord:
+    """The stored form of an engine agent (paused when ``pause_reason`` is given)."""
+    return AgentRecord(agent.agent_id, agent.name, agent.sip_user, queues=agent.queues,
+                       skills=agent.skills, max_concurrent=agent.max_concurrent,
+                       tier=agent.tier, order=agent.order, weight=float(agent.weight),
+                       paused=pause_reason is not None, pause_reason=pause_reason,
+                       credentials=credentials)
+
+
+def queue_from_record(record: QueueRecord) -> Queue:
+    """The engine's queue of a stored one (see :func:`~.settings.queue_from_settings`)."""
+    return queue_from_settings(record.id, record.strategy, record.settings)
+
+
+def queue_record(queue: Queue, name: str = "") -> QueueRecord:
+    """The stored form of an engine queue: its strategy and the settings off the defaults."""
+    return QueueRecord(queue.queue_id, name, *queue_settings(queue))
+
+
+def _expect(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise CallCenterError(f"expected a {kind.__name__}, not {value!r}")
+    return value
+
+
+async def _update_or_add(
+    update: Callable[[Any], Awaitable[None]], add: Callable[[Any], Awaitable[None]], record: Any
+) -> None:
+    """Update a stored record, or add it if the store never had it (no restore ran)."""
+    try:
+        await update(record)
+    except RecordNotFound:
+        await add(record)
+
+
+async def _seed(add: Callable[[Any], Awaitable[None]], record: Any) -> None:
+    try:
+        await add(record)
+    except StoreError as exc:  # e.g. its SIP user is a stored agent's
+        logger.warning("configured %r not stored: %s", record, exc)
+
+
+@attrs.frozen
+class _KeepPause:
+    """For the store writer: write the agent's pause as it is when the writer gets to it."""
+
+    agent_id: AgentId
 
 
 @attrs.define(eq=False)
@@ -176,13 +259,22 @@ class CallCenterDriver:
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._sources: dict[tuple[str, G711Law], FrameListSource] = {}
-        send, receive = trio.open_memory_channel[CallEvent | AgentStateChange](math.inf)
+        send, receive = trio.open_memory_channel[CallEvent | AgentStateChange | _KeepPause](
+            math.inf
+        )
         self._to_store, self._store_queue = send, receive
         self._sent = self._written = 0
         self._wrote = trio.Event()
         self._records = itertools.count(1)
         # store times are Unix times; the engine's are on the Trio clock
         self._epoch = 0.0
+        # the pause each agent keeps across a restart (as the store has it): set and cleared
+        # by the engine's AgentPauseChanged; one still here at a log-in is put back
+        self._pauses: dict[AgentId, str] = {}
+        #: the name of each queue (the engine's queues have none), for its store record
+        self.queue_names: dict[QueueId, str] = {}
+        # one admin change (engine, then store) at a time: an undo must find what it undoes
+        self._admin = trio.Lock()
 
     # -- running --
 
@@ -220,7 +312,24 @@ class CallCenterDriver:
 
     def _input(self, step: Callable[..., list[Action]], *args: Any) -> None:
         """Feed the engine one input (its time is added) and perform what it returns."""
+        if step == self.engine.agent_login and args[0] in self._pauses:
+            self._login_paused(args[0])
+            return
         self._perform(step(*args, now=self.clock()))
+
+    def _login_paused(self, agent_id: AgentId) -> None:
+        """Log in an agent whose pause survived a restart, paused. A log-in routes at once,
+        so it is logged in without queues (offered nothing), paused, then given them back."""
+        agent = self._agent_def(agent_id)
+        now = self.clock()
+        actions = self.engine.update_agent(attrs.evolve(agent, queues=()), now=now)
+        actions += self.engine.agent_login(agent_id, now=now)
+        actions += self.engine.agent_pause(agent_id, self._pauses[agent_id], now=now)
+        actions += self.engine.update_agent(agent, now=now)
+        self._perform(actions)
+
+    def _agent_def(self, agent_id: AgentId) -> Agent:
+        return self.engine.agent_status(agent_id).agent
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         if self._nursery is None:
@@ -270,6 +379,240 @@ class CallCenterDriver:
 
     def resume(self, agent_id: str) -> None:
         self._input(self.engine.agent_resume, agent_id)
+
+    # -- admin: runtime changes, kept in the store --
+
+    def logout(self, agent_id: AgentId) -> None:
+        """Log an agent out and drop its phone's registrations: it stays out until the phone
+        registers again (its next refresh)."""
+        self._input(self.engine.agent_logout, agent_id)
+        self.coordinator.drop_registrations(self._agent_def(agent_id).sip_user)
+
+    async def get_agent(self, agent_id: AgentId) -> AgentRecord:
+        """The agent as stored (with its credentials), else as the engine has it
+        (CallCenterError for an agent the engine does not have)."""
+        agent = self._agent_def(agent_id)
+        stored = await self.store.get_agent(agent_id) if self.store is not None else None
+        return stored if stored is not None else agent_record(agent, self._pauses.get(agent_id))
+
+    def get_queue(self, queue_id: QueueId) -> QueueRecord:
+        """The engine's queue as a record (CallCenterError for one it does not have)."""
+        return queue_record(self._queue_def(queue_id), self.queue_names.get(queue_id, ""))
+
+    async def add_agent(self, record: AgentRecord) -> None:
+        """A new agent, logged out until its phone registers; paused at that log-in if the
+        record says so. Its ``credentials`` (if any) are set at the coordinator."""
+        agent = agent_from_record(_expect(record, AgentRecord))
+        async with self._admin:
+            self._check_agent(agent)
+            self.engine.add_agent(agent)
+            if record.paused:
+                self._pauses[agent.agent_id] = record.pause_reason or "paused"
+            stored = False
+            try:
+                if self.store is not None:
+                    await self.store.add_agent(self._with_pause(record))
+                    stored = True
+                if record.credentials is not None:
+                    self.coordinator.set_user(record.sip_user, record.credentials)
+            except TrioVoipError:
+                self.engine.remove_agent(agent.agent_id)
+                self._pauses.pop(agent.agent_id, None)
+                if stored and self.store is not None:
+                    with contextlib.suppress(StoreError):
+                        await self.store.remove_agent(agent.agent_id)
+                raise
+        self._admin_done()
+
+    async def update_agent(self, record: AgentRecord) -> None:
+        """Replace an agent's definition; its state is kept, and its pause (the record's is
+        ignored: :meth:`pause` and :meth:`resume` change it). New ``credentials`` are set at
+        the coordinator; none leaves the coordinator's as they are."""
+        agent = agent_from_record(_expect(record, AgentRecord))
+        async with self._admin:
+            old = self._agent_def(agent.agent_id)
+            self._check_agent(agent, old)
+            self._input(self.engine.update_agent, agent)
+            try:
+                if self.store is not None:
+                    await _update_or_add(self.store.update_agent, self.store.add_agent,
+                                         self._with_pause(record))
+                if record.credentials is not None:
+                    self.coordinator.set_user(record.sip_user, record.credentials)
+            except TrioVoipError:
+                self._input(self.engine.update_agent, old)
+                raise
+        self._admin_done()
+
+    async def remove_agent(self, agent_id: AgentId) -> None:
+        """Remove an agent: logged out first (its phone's registrations dropped) unless it is
+        on a call (CallCenterError: remove it when the call ended). Credentials it was given
+        at runtime (its record has some) are removed from the coordinator."""
+        async with self._admin:
+            status = self.engine.agent_status(agent_id)
+            if status.calls or status.state is AgentState.ON_CALL:
+                raise CallCenterError(f"agent {agent_id!r} is on a call; remove it after")
+            stored = await self.store.get_agent(agent_id) if self.store is not None else None
+            if status.logged_in:
+                self.logout(agent_id)
+            self.engine.remove_agent(agent_id)
+            pause = self._pauses.pop(agent_id, None)
+            if self.store is not None:
+                try:
+                    await self.store.remove_agent(agent_id)
+                except RecordNotFound:
+                    pass  # never stored (no restore, or a store that refused it)
+                except StoreError:
+                    self.engine.add_agent(status.agent)
+                    if pause is not None:
+                        self._pauses[agent_id] = pause
+                    raise
+            if stored is not None and stored.credentials is not None:
+                with contextlib.suppress(TrioVoipError):  # already gone
+                    self.coordinator.remove_user(stored.sip_user)
+        self._admin_done()
+
+    async def add_queue(self, record: QueueRecord) -> None:
+        """A new queue (its id is the number customers call)."""
+        queue = queue_from_record(_expect(record, QueueRecord))
+        async with self._admin:
+            self.engine.add_queue(queue)
+            try:
+                if self.store is not None:
+                    await self.store.add_queue(record)
+            except StoreError:
+                self.engine.remove_queue(queue.queue_id)
+                raise
+            self.queue_names[record.id] = record.name
+        self._admin_done()
+
+    async def update_queue(self, record: QueueRecord) -> None:
+        """Replace a queue's name, strategy and settings (see ``CallCenter.update_queue`` for
+        what callers already waiting keep)."""
+        queue = queue_from_record(_expect(record, QueueRecord))
+        async with self._admin:
+            old = self._queue_def(queue.queue_id)
+            self._input(self.engine.update_queue, queue)
+            try:
+                if self.store is not None:
+                    await _update_or_add(self.store.update_queue, self.store.add_queue, record)
+            except StoreError:
+                self._input(self.engine.update_queue, old)
+                raise
+            self.queue_names[record.id] = record.name
+        self._admin_done()
+
+    async def remove_queue(self, queue_id: QueueId) -> None:
+        """Remove a queue nobody waits in (CallCenterError otherwise)."""
+        async with self._admin:
+            old = self._queue_def(queue_id)
+            self.engine.remove_queue(queue_id)
+            if self.store is not None:
+                try:
+                    await self.store.remove_queue(queue_id)
+                except RecordNotFound:
+                    pass
+                except StoreError:
+                    self.engine.add_queue(old)
+                    raise
+            self.queue_names.pop(queue_id, None)
+        self._admin_done()
+
+    async def restore(self, queue_names: Mapping[QueueId, str] | None = None) -> list[QueueRecord]:
+        """Before :meth:`run`: load the store's agents and queues into the engine (a stored
+        definition replaces the engine's one with that id) and store the engine's ones the
+        store does not have, named from ``queue_names`` (see the module docstring). A stored
+        record the engine refuses is logged and skipped. Returns the engine's queues as
+        stored."""
+        store = self.store
+        if store is None:
+            raise CallCenterError("the call-center driver has no store to restore from")
+        self.queue_names.update(queue_names or {})
+        async with self._admin:
+            stored_queues = await store.list_queues()
+            stored_agents = await store.list_agents()
+            stored = {record.id for record in stored_queues}
+            for queue in self.engine.queues():
+                if queue.queue_id not in stored:
+                    await _seed(store.add_queue, self.get_queue(queue.queue_id))
+            known = {record.id for record in stored_agents}
+            phones = {record.sip_user: record.id for record in stored_agents}
+            for agent in self.engine.agents():
+                if agent.agent_id in known:
+                    continue
+                if agent.sip_user in phones:  # a stored agent has its phone now
+                    logger.warning("configured agent %r not loaded: its phone %r is agent %r's",
+                                   agent.agent_id, agent.sip_user, phones[agent.sip_user])
+                    self.engine.remove_agent(agent.agent_id)
+                else:
+                    await _seed(store.add_agent, agent_record(agent))
+            for record in stored_queues:
+                try:
+                    self._load_queue(record)
+                except CallCenterError as exc:
+                    logger.warning("stored queue %r not loaded: %s", record.id, exc)
+            for agent_rec in stored_agents:
+                try:
+                    self._load_agent(agent_rec)
+                except TrioVoipError as exc:
+                    logger.warning("stored agent %r not loaded: %s", agent_rec.id, exc)
+        return [self.get_queue(queue.queue_id) for queue in self.engine.queues()]
+
+    def _load_queue(self, record: QueueRecord) -> None:
+        queue = queue_from_record(record)
+        if any(q.queue_id == queue.queue_id for q in self.engine.queues()):
+            self._input(self.engine.update_queue, queue)
+        else:
+            self.engine.add_queue(queue)
+        self.queue_names[record.id] = record.name
+
+    def _load_agent(self, record: AgentRecord) -> None:
+        agent = agent_from_record(record)
+        if any(a.agent_id == agent.agent_id for a in self.engine.agents()):
+            self._input(self.engine.update_agent, agent)
+        else:
+            self.engine.add_agent(agent)
+        if record.paused:
+            self._pauses[agent.agent_id] = record.pause_reason or "paused"
+        if record.credentials is not None:
+            self.coordinator.set_user(record.sip_user, record.credentials)
+
+    def credentials(self, sip_user: str, password: str) -> PrecomputedHA1:
+        """The HA1 values of ``password`` for our Digest realm (what a record stores)."""
+        authenticator = self.coordinator.authenticator
+        if authenticator is None:
+            raise CallCenterError("the coordinator has no users: agents cannot authenticate")
+        if not isinstance(password, str) or not password:
+            raise CallCenterError("a password must be a non-empty string")
+        return PrecomputedHA1.from_password(sip_user, authenticator.realm, password)
+
+    def _check_agent(self, agent: Agent, old: Agent | None = None) -> None:
+        """What the engine does not check: the queues it joins exist (one removed since it
+        joined may stay), its phone is nobody else's."""
+        queues = {queue.queue_id for queue in self.engine.queues()}
+        joined = agent.queues - (old.queues if old is not None else frozenset())
+        for queue_id in sorted(joined - queues):
+            raise CallCenterError(f"agent {agent.agent_id!r}: no queue {queue_id!r}")
+        for other in self.engine.agents():
+            if other.sip_user == agent.sip_user and other.agent_id != agent.agent_id:
+                raise CallCenterError(
+                    f"SIP user {agent.sip_user!r} is agent {other.agent_id!r}'s phone"
+                )
+
+    def _queue_def(self, queue_id: QueueId) -> Queue:
+        for queue in self.engine.queues():
+            if queue.queue_id == queue_id:
+                return queue
+        raise CallCenterError(f"no queue {queue_id!r}")
+
+    def _with_pause(self, record: AgentRecord) -> AgentRecord:
+        reason = self._pauses.get(record.id)
+        return attrs.evolve(record, paused=reason is not None, pause_reason=reason)
+
+    def _admin_done(self) -> None:
+        if self._nursery is not None:  # e.g. a new agent whose phone is registered already
+            self.refresh_agents()
+        self._perform([])  # wakes the timers and tells on_change
 
     # -- customers --
 
@@ -540,6 +883,12 @@ class CallCenterDriver:
             elif isinstance(action, AgentStateChanged):
                 self._store(AgentStateChange(action.agent_id, action.new.value,
                                              self._wall(action.at), action.reason))
+            elif isinstance(action, AgentPauseChanged):
+                if action.paused and action.reason is not None:
+                    self._pauses[action.agent_id] = action.reason
+                else:
+                    self._pauses.pop(action.agent_id, None)
+                self._store(_KeepPause(action.agent_id))
             elif isinstance(action, CallerStateChanged):
                 self._caller_changed(action)
             elif isinstance(action, WrapUpEnded):
@@ -584,7 +933,7 @@ class CallCenterDriver:
     def _wall(self, at: float | None = None) -> float:
         return self._epoch + (self.clock() if at is None else at)
 
-    def _store(self, item: CallEvent | AgentStateChange) -> None:
+    def _store(self, item: CallEvent | AgentStateChange | _KeepPause) -> None:
         if self.store is not None:
             self._to_store.send_nowait(item)
             self._sent += 1
@@ -594,6 +943,8 @@ class CallCenterDriver:
             try:
                 if isinstance(item, CallEvent):
                     await store.record_call_event(item)
+                elif isinstance(item, _KeepPause):
+                    await self._write_pause(store, item.agent_id)
                 else:
                     await store.record_agent_state(item)
             except TrioVoipError as exc:
@@ -602,6 +953,14 @@ class CallCenterDriver:
             self._wrote.set()
             self._wrote = trio.Event()
 
+    async def _write_pause(self, store: Store, agent_id: AgentId) -> None:
+        async with self._admin:  # not between an admin change's engine and store steps
+            record = await store.get_agent(agent_id)
+            if record is not None:
+                updated = self._with_pause(record)
+                if updated != record:
+                    await store.update_agent(updated)
+
     async def flush_store(self) -> None:
         """Wait until everything sent to the store so far is written (or refused)."""
         target = self._sent
@@ -609,6 +968,21 @@ class CallCenterDriver:
             await self._wrote.wait()
 
     # -- the supervisor's view --
+
+    def agents_state(self) -> list[dict[str, Any]]:
+        """Every agent for the supervisor page: ``id``, ``name``, ``sip_user``, ``queues``,
+        ``state`` (the engine's), ``logged_in``, ``paused`` (the reason, or None; also a
+        pause put back at its next log-in) and ``calls`` (how many)."""
+        agents = []
+        for agent in self.engine.agents():
+            status = self.engine.agent_status(agent.agent_id)
+            paused = status.pause_reason if status.paused else self._pauses.get(agent.agent_id)
+            agents.append({
+                "id": agent.agent_id, "name": agent.name, "sip_user": agent.sip_user,
+                "queues": sorted(agent.queues), "state": status.state.value,
+                "logged_in": status.logged_in, "paused": paused, "calls": len(status.calls),
+            })
+        return agents
 
     def queue_state(self, queue: QueueConfig, presence: Presence) -> dict[str, Any]:
         """The softswitch's ``QueueRouter.queue_state`` from the engine."""

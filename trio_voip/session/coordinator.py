@@ -90,7 +90,7 @@ from trio_voip.sip.dialog import (
     SendResponse,
     SessionExpired,
 )
-from trio_voip.sip.digest import AuthOutcome, DigestAuthenticator, DigestClient
+from trio_voip.sip.digest import AuthOutcome, DigestAuthenticator, DigestClient, PrecomputedHA1
 from trio_voip.sip.headers import Headers, NameAddr, parse_name_addr
 from trio_voip.sip.message import Request, Response, make_response
 from trio_voip.sip.stack import ClientTransactionHandle, ServerTransactionHandle, SipEndpoint
@@ -302,8 +302,10 @@ class SessionCoordinator:
             mix=self.media.follow_bridge if self.media is not None else None,
         )
         realm = config.realm or config.domain
+        # the Digest users: set_user / remove_user change them while we run
+        self._users: dict[str, str | PrecomputedHA1] = dict(config.users)
         self.authenticator = (
-            DigestAuthenticator(realm, config.users.get, algorithms=config.digest_algorithms)
+            DigestAuthenticator(realm, self._users.get, algorithms=config.digest_algorithms)
             if config.users
             else None
         )
@@ -367,7 +369,27 @@ class SessionCoordinator:
     def _is_user(self, aor: str) -> bool:
         """Whether a canonical AOR (``sip:user@domain``) names one of our users."""
         user = aor.partition(":")[2].partition("@")[0]
-        return user in self.config.users
+        return user in self._users
+
+    def set_user(self, name: str, secret: str | PrecomputedHA1) -> None:
+        """Add a Digest user, or change its credentials (a password, or its HA1 values for
+        our realm), while running: it authenticates with them from the next request on.
+        Only a coordinator built with users authenticates anybody, so one built without
+        refuses (TrioVoipError), as it does a name or secret that is empty or not text."""
+        if self.authenticator is None:
+            raise TrioVoipError("this coordinator has no users (built without builder.user)")
+        if not isinstance(name, str) or not name or "@" in name or ":" in name:
+            raise TrioVoipError(f"a user name must be a SIP user part, not {name!r}")
+        if not isinstance(secret, PrecomputedHA1) and (not isinstance(secret, str) or not secret):
+            raise TrioVoipError(f"user {name!r}: a password must be a non-empty string")
+        self._users[name] = secret
+
+    def remove_user(self, name: str) -> None:
+        """Forget a user: its registrations are dropped and it can no longer authenticate
+        (calls it has go on). Raises TrioVoipError for a user we do not have."""
+        if self._users.pop(name, None) is None:
+            raise TrioVoipError(f"no user {name!r}")
+        self.drop_registrations(name)
 
     # -- lifecycle --
 

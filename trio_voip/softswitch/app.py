@@ -37,7 +37,7 @@ import trio
 
 from trio_voip.callcenter import Agent, CallCenter, queue_from_settings
 from trio_voip.callcenter.driver import CallCenterDriver
-from trio_voip.callcenter.store import SqliteStore
+from trio_voip.callcenter.store import QueueRecord, SqliteStore
 from trio_voip.errors import BridgeError, CallCenterError, SoftswitchError, TrioVoipError
 from trio_voip.offer_answer import offers_codec
 from trio_voip.rtp.g711 import G711Law
@@ -292,6 +292,11 @@ class Softswitch(CallHandler):
                 **self._driver_options,
             }
             driver = CallCenterDriver(coordinator, engine, **options)
+            if driver.store is not None:
+                # the store's agents and queues (runtime edits) over the configured ones
+                names = {queue.number: queue.name for queue in self.config.queues}
+                for record in await driver.restore(names):
+                    self._queues[record.id] = self._queue_config(record)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(driver.run)
@@ -385,6 +390,42 @@ class Softswitch(CallHandler):
         if user not in self._users:
             raise SoftswitchError(f"no user {user!r}")
         return self.coordinator.drop_registrations(user)
+
+    def admin_driver(self) -> CallCenterDriver:
+        """The call engine's driver, for changing agents and queues; SoftswitchError (409)
+        while it does not run."""
+        if self.driver is None:
+            raise SoftswitchError(
+                "the call engine is not running: agents and queues cannot be changed", status=409
+            )
+        return self.driver
+
+    async def add_queue(self, record: QueueRecord) -> None:
+        """Add a queue to the call engine (and its store): its id is its number."""
+        driver = self.admin_driver()
+        if record.id in self._users:
+            raise SoftswitchError(f"{record.id!r} is a user's extension", status=409)
+        config = self._queue_config(record)  # ConfigError: not a dialable number
+        await driver.add_queue(record)
+        self._queues[record.id] = config
+        self.notify_changed()
+
+    async def update_queue(self, record: QueueRecord) -> None:
+        await self.admin_driver().update_queue(record)
+        self._queues[record.id] = self._queue_config(record)
+        self.notify_changed()
+
+    async def remove_queue(self, queue_id: str) -> None:
+        await self.admin_driver().remove_queue(queue_id)
+        self._queues.pop(queue_id, None)
+        self.notify_changed()
+
+    def _queue_config(self, record: QueueRecord) -> QueueConfig:
+        """A queue of the engine as the rest of the softswitch sees it (number, name)."""
+        configured = self._queues.get(record.id)
+        if configured is None:
+            return QueueConfig(record.id, record.name, record.strategy)
+        return attrs.evolve(configured, name=record.name, strategy=record.strategy)
 
     # -- the call handler --
 

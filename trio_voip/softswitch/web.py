@@ -1,15 +1,42 @@
 """The supervisor page: a small HTTP/1.1 server on Trio, with a WebSocket for live state.
 
 * ``GET /``: one self-contained HTML page (inline CSS and JS, nothing from elsewhere) that
-  opens ``/ws`` and shows users and their registrations, live calls, bridges and queues.
-* ``GET /api/state``: the same state as JSON (:meth:`Softswitch.state`).
+  opens ``/ws`` and shows queues, the call engine's agents (state, pause reason; pause,
+  resume and log-out buttons, a form to add one), users and their registrations, live calls
+  and bridges.
+* ``GET /api/state``: the same state as JSON (:meth:`SupervisorServer.state`).
 * ``GET /ws`` (WebSocket, via trio-websocket): the state as a JSON text message at once and
   after every change, at most ``1 / push_interval`` per second. The page sends admin
-  operations as JSON: ``{"op": "hangup", "call": id}``, ``{"op": "logout", "user": name}``;
-  each gets ``{"type": "result", "op": .., "ok": true|false, "error": ..}`` (and, when not
-  ok, ``"status"``: 400 for a malformed operation, 404 for an unknown call or user).
-* ``POST /api/hangup?call=ID``, ``POST /api/logout?user=NAME``: the same operations for
-  scripts (``curl -X POST``), answered with the same result object (200, else 400/404).
+  operations as JSON objects with an ``op`` (below); each gets ``{"type": "result", "op":
+  .., "ok": true|false, "error": ..}`` (and, when not ok, ``"status"``: 400 for a malformed
+  operation or a definition the engine refuses, 404 for an unknown call, user, agent or
+  queue, 409 for an id that exists, a state that does not allow it, or no call engine).
+* ``POST /api/<path>``: the same operations for scripts (``curl -X POST``), their arguments
+  in the query string and/or a JSON object body (the body wins), answered with the same
+  result object (200, else the status above).
+
+The operations (POST path: op, arguments):
+
+* ``/api/hangup``: ``hangup``, ``call``; ``/api/logout``: ``logout``, ``user`` (drops the
+  user's registrations).
+* ``/api/agent/add``: ``add-agent``, ``id``, ``sip_user`` and optionally ``name`` (default
+  the id), ``queues`` (list of queue numbers), ``skills`` (name: level 1-10),
+  ``max_concurrent``, ``tier``, ``order``, ``weight``, ``password`` (its phone registers
+  with it; needed for a SIP user that is not a configured one).
+  ``/api/agent/edit``: ``edit-agent``, ``id`` and the fields to change (a new ``sip_user``
+  of an agent with a password needs the password again). ``/api/agent/remove``:
+  ``remove-agent``, ``agent``.
+* ``/api/agent/pause``: ``pause``, ``agent``, ``reason``; ``/api/agent/resume``: ``resume``,
+  ``agent``; ``/api/agent/logout``: ``logout-agent``, ``agent`` (logged out of the engine,
+  its phone's registrations dropped).
+* ``/api/queue/add``: ``add-queue``, ``id`` (its number), optionally ``name``, ``strategy``
+  (default longest-idle), ``settings`` (the engine's, see
+  :func:`~trio_voip.callcenter.settings.queue_from_settings`). ``/api/queue/edit``:
+  ``edit-queue``, ``id`` and what changes (``settings`` are merged; a null removes one).
+  ``/api/queue/remove``: ``remove-queue``, ``queue``.
+
+Agents and queues are the call engine's (:class:`~trio_voip.callcenter.driver.
+CallCenterDriver`, kept in its store): without the engine these answer 409.
 
 Each HTTP connection serves one request (``Connection: close``). A WebSocket request is read
 like any other, then handed to trio-websocket with its bytes replayed in front of the stream.
@@ -19,6 +46,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,7 +54,16 @@ import attrs
 import trio
 import trio_websocket
 
-from trio_voip.errors import SoftswitchError, TrioVoipError
+from trio_voip.callcenter.driver import CallCenterDriver
+from trio_voip.callcenter.store import AgentRecord, QueueRecord
+from trio_voip.errors import (
+    CallCenterError,
+    ConfigError,
+    DuplicateRecord,
+    SoftswitchError,
+    StoreError,
+    TrioVoipError,
+)
 from trio_voip.softswitch.app import Softswitch
 
 __all__ = ["HttpRequest", "parse_request_head", "ReplayStream", "SupervisorServer", "PAGE"]
@@ -34,11 +71,26 @@ __all__ = ["HttpRequest", "parse_request_head", "ReplayStream", "SupervisorServe
 logger = logging.getLogger(__name__)
 
 _MAX_HEAD = 16384
+_MAX_BODY = 65536
 _HEAD_TIMEOUT = 10.0
-# POST paths: (operation, its query argument)
-_POST_OPS = {"/api/hangup": ("hangup", "call"), "/api/logout": ("logout", "user")}
+# POST paths and their operations
+_POST_OPS = {
+    "/api/hangup": "hangup", "/api/logout": "logout",
+    "/api/agent/add": "add-agent", "/api/agent/edit": "edit-agent",
+    "/api/agent/remove": "remove-agent", "/api/agent/pause": "pause",
+    "/api/agent/resume": "resume", "/api/agent/logout": "logout-agent",
+    "/api/queue/add": "add-queue", "/api/queue/edit": "edit-queue",
+    "/api/queue/remove": "remove-queue",
+}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 431: "Request Header Fields Too Large"}
+            408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
+            431: "Request Header Fields Too Large"}
+# the agent record fields an operation may set (password: its credentials)
+_AGENT_FIELDS = frozenset({
+    "id", "name", "sip_user", "queues", "skills", "max_concurrent", "tier", "order", "weight",
+    "password",
+})
+_QUEUE_FIELDS = frozenset({"id", "name", "strategy", "settings"})
 
 
 @attrs.frozen
@@ -127,10 +179,78 @@ async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes] | None:
         buffer += data
 
 
+async def _read_body(stream: trio.abc.Stream, request: HttpRequest, rest: bytes) -> bytes:
+    """The request's body (``Content-Length`` bytes; ``rest`` was read with the head)."""
+    text = request.headers.get("content-length", "0")
+    if not text.isdigit():
+        raise SoftswitchError(f"bad Content-Length {text[:20]!r}", status=400)
+    length = int(text)
+    if length > _MAX_BODY:
+        raise SoftswitchError(f"a body of at most {_MAX_BODY} bytes", status=413)
+    body = bytearray(rest[:length])
+    while len(body) < length:
+        data = await stream.receive_some(length - len(body))
+        if not data:
+            raise SoftswitchError("the body ended early", status=400)
+        body += data
+    return bytes(body)
+
+
+def _post_arguments(request: HttpRequest, body: bytes) -> dict[str, Any]:
+    """A POST's arguments: its query, then its JSON object body over it."""
+    arguments: dict[str, Any] = dict(request.query)
+    if body.strip():
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            raise SoftswitchError("the body is not JSON", status=400) from None
+        if not isinstance(decoded, dict):
+            raise SoftswitchError("the body must be a JSON object", status=400)
+        arguments.update(decoded)
+    return arguments
+
+
+def _fields(request: dict[str, Any], allowed: frozenset[str], what: str) -> dict[str, Any]:
+    """The record fields of ``request`` (all but ``op``), refusing those ``what`` has not."""
+    fields = {key: value for key, value in request.items() if key != "op"}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise SoftswitchError(f"{what} has no field {unknown[0]!r}", status=400)
+    return fields
+
+
+def _agent_ids(driver: CallCenterDriver) -> set[str]:
+    return {agent.agent_id for agent in driver.engine.agents()}
+
+
+def _queue_ids(driver: CallCenterDriver) -> set[str]:
+    return {queue.queue_id for queue in driver.engine.queues()}
+
+
+def _known(request: dict[str, Any], name: str, ids: set[str], what: str) -> str:
+    """Argument ``name``, the id of an existing ``what`` (404 otherwise)."""
+    value = _argument(request, name)
+    if value not in ids:
+        raise SoftswitchError(f"no {what} {value!r}", status=404)
+    return value
+
+
+def _credentials(driver: CallCenterDriver, fields: dict[str, Any]) -> None:
+    """Replace a ``password`` among ``fields`` by the ``credentials`` it gives."""
+    if "password" in fields:
+        password = fields.pop("password")
+        if not isinstance(password, str) or not password:
+            raise SoftswitchError("password must be a non-empty string", status=400)
+        if not isinstance(fields.get("sip_user"), str):
+            raise SoftswitchError("sip_user must be a string", status=400)
+        fields["credentials"] = driver.credentials(fields["sip_user"], password)
+
+
 def _argument(request: dict[str, Any], name: str) -> str:
     value = request.get(name)
     if not isinstance(value, str) or not value:
-        raise SoftswitchError(f"{request.get('op')} needs a {name}", status=400)
+        article = "an" if name in ("agent", "id") else "a"
+        raise SoftswitchError(f"{request.get('op')} needs {article} {name}", status=400)
     return value
 
 
@@ -160,9 +280,17 @@ class SupervisorServer:
         cached = self._snapshot
         if cached is not None and cached[0] == version and now - cached[1] < self.push_interval:
             return cached[2]
-        text = json.dumps(self.softswitch.state())
+        text = json.dumps(self.state())
         self._snapshot = (version, now, text)
         return text
+
+    def state(self) -> dict[str, Any]:
+        """:meth:`Softswitch.state` and ``agents``: the call engine's agents (see
+        :meth:`~trio_voip.callcenter.driver.CallCenterDriver.agents_state`; none without it)."""
+        state = self.softswitch.state()
+        driver = self.softswitch.driver
+        state["agents"] = driver.agents_state() if driver is not None else []
+        return state
 
     async def run(
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -198,22 +326,32 @@ class SupervisorServer:
             await stream.send_all(_response(exc.status, f"{exc}\n".encode(), "text/plain"))
             return
         if request.method == "POST" and request.path in _POST_OPS:
-            op, argument = _POST_OPS[request.path]
-            result = await self.command(
-                json.dumps({"op": op, argument: request.query.get(argument)})
-            )
+            try:
+                with trio.fail_after(_HEAD_TIMEOUT):
+                    body = await _read_body(stream, request, rest)
+                arguments = _post_arguments(request, body)
+            except trio.TooSlowError:
+                await stream.send_all(_response(408, b"", "text/plain"))
+                return
+            except SoftswitchError as exc:
+                result = {"type": "result", "op": _POST_OPS[request.path], "ok": False,
+                          "error": str(exc), "status": exc.status}
+            else:
+                result = await self.command(
+                    json.dumps({**arguments, "op": _POST_OPS[request.path]})
+                )
             status = 200 if result["ok"] else result["status"]
             await stream.send_all(_response(status, json.dumps(result).encode(),
                                             "application/json"))
         elif request.method != "GET":
             await stream.send_all(
-                _response(405, b"GET, or POST to /api/hangup or /api/logout\n", "text/plain",
+                _response(405, b"GET, or POST to /api/<operation>\n", "text/plain",
                           "Allow: GET, POST\r\n")
             )
         elif request.path == "/":
             await stream.send_all(_response(200, PAGE.encode(), "text/html; charset=utf-8"))
         elif request.path == "/api/state":
-            body = json.dumps(self.softswitch.state()).encode()
+            body = json.dumps(self.state()).encode()
             await stream.send_all(_response(200, body, "application/json"))
         elif request.path == "/ws" and request.wants_websocket:
             await self._websocket(ReplayStream(stream, head + b"\r\n\r\n" + rest))
@@ -270,12 +408,120 @@ class SupervisorServer:
                 await self.softswitch.hangup(_argument(request, "call"))
             elif op == "logout":
                 self.softswitch.logout(_argument(request, "user"))
+            elif isinstance(op, str) and op in _ADMIN:
+                await self._admin(op, request)
             else:
                 raise SoftswitchError(f"unknown operation {op!r}", status=400)
         except (ValueError, TrioVoipError) as exc:  # ValueError: not JSON
             status = getattr(exc, "status", 400)
             return {"type": "result", "op": op, "ok": False, "error": str(exc), "status": status}
         return {"type": "result", "op": op, "ok": True, "error": None}
+
+    async def _admin(self, op: str, request: dict[str, Any]) -> None:
+        """An operation on the call engine's agents and queues; the engine's and the store's
+        refusals become 400 for a definition (add, edit), 409 for the rest."""
+        driver = self.softswitch.admin_driver()
+        try:
+            await _ADMIN[op](self.softswitch, driver, request)
+        except DuplicateRecord as exc:
+            raise SoftswitchError(str(exc), status=409) from None
+        except (CallCenterError, StoreError, ConfigError) as exc:
+            status = 400 if op.startswith(("add-", "edit-")) else 409
+            raise SoftswitchError(str(exc), status=status) from None
+
+
+_Admin = Callable[[Softswitch, CallCenterDriver, dict[str, Any]], Awaitable[None]]
+
+
+async def _add_agent(
+    _switch: Softswitch, driver: CallCenterDriver, request: dict[str, Any]
+) -> None:
+    fields = _fields(request, _AGENT_FIELDS, "an agent")
+    agent_id = _argument(request, "id")
+    if agent_id in _agent_ids(driver):
+        raise SoftswitchError(f"agent {agent_id!r} exists", status=409)
+    _argument(request, "sip_user")
+    fields.setdefault("name", agent_id)
+    _credentials(driver, fields)
+    await driver.add_agent(AgentRecord(**fields))
+
+
+async def _edit_agent(
+    _switch: Softswitch, driver: CallCenterDriver, request: dict[str, Any]
+) -> None:
+    fields = _fields(request, _AGENT_FIELDS, "an agent")
+    current = await driver.get_agent(_known(request, "id", _agent_ids(driver), "agent"))
+    if "sip_user" in fields and fields["sip_user"] != current.sip_user:
+        if current.credentials is not None and "password" not in fields:
+            raise SoftswitchError("a new sip_user needs its password", status=400)
+    if "password" in fields:
+        fields.setdefault("sip_user", current.sip_user)
+    _credentials(driver, fields)
+    await driver.update_agent(attrs.evolve(current, **fields))
+
+
+async def _remove_agent(
+    _switch: Softswitch, driver: CallCenterDriver, request: dict[str, Any]
+) -> None:
+    await driver.remove_agent(_known(request, "agent", _agent_ids(driver), "agent"))
+
+
+async def _pause(
+    _switch: Softswitch, driver: CallCenterDriver, request: dict[str, Any]
+) -> None:
+    agent_id = _known(request, "agent", _agent_ids(driver), "agent")
+    driver.pause(agent_id, _argument(request, "reason"))
+
+
+async def _resume(
+    _switch: Softswitch, driver: CallCenterDriver, request: dict[str, Any]
+) -> None:
+    driver.resume(_known(request, "agent", _agent_ids(driver), "agent"))
+
+
+async def _logout_agent(
+    _switch: Softswitch, driver: CallCenterDriver, request: dict[str, Any]
+) -> None:
+    driver.logout(_known(request, "agent", _agent_ids(driver), "agent"))
+
+
+async def _add_queue(
+    switch: Softswitch, driver: CallCenterDriver, request: dict[str, Any]
+) -> None:
+    fields = _fields(request, _QUEUE_FIELDS, "a queue")
+    queue_id = _argument(request, "id")
+    if queue_id in _queue_ids(driver):
+        raise SoftswitchError(f"queue {queue_id!r} exists", status=409)
+    fields.setdefault("name", "")
+    fields.setdefault("strategy", "longest-idle")
+    await switch.add_queue(QueueRecord(**fields))
+
+
+async def _edit_queue(
+    switch: Softswitch, driver: CallCenterDriver, request: dict[str, Any]
+) -> None:
+    fields = _fields(request, _QUEUE_FIELDS, "a queue")
+    current = driver.get_queue(_known(request, "id", _queue_ids(driver), "queue"))
+    if "settings" in fields:
+        changes = fields["settings"]
+        if not isinstance(changes, dict):
+            raise SoftswitchError("settings must be a JSON object", status=400)
+        merged = {**current.settings, **changes}
+        fields["settings"] = {key: value for key, value in merged.items() if value is not None}
+    await switch.update_queue(attrs.evolve(current, **fields))
+
+
+async def _remove_queue(
+    switch: Softswitch, driver: CallCenterDriver, request: dict[str, Any]
+) -> None:
+    await switch.remove_queue(_known(request, "queue", _queue_ids(driver), "queue"))
+
+
+_ADMIN: dict[str, _Admin] = {
+    "add-agent": _add_agent, "edit-agent": _edit_agent, "remove-agent": _remove_agent,
+    "pause": _pause, "resume": _resume, "logout-agent": _logout_agent,
+    "add-queue": _add_queue, "edit-queue": _edit_queue, "remove-queue": _remove_queue,
+}
 
 
 PAGE = """<!doctype html>
@@ -295,6 +541,10 @@ th { background: #f3f3f3; font-weight: 600; }
 .state-ringing { color: #a15c00; }
 .state-on-call { color: #1d4ed8; }
 .state-offline { color: #888; }
+.state-paused { color: #b91c1c; }
+.state-wrap-up { color: #6b21a8; }
+form, .tools { margin: .5em 0; }
+input { font-size: .85em; width: 8em; }
 #status { font-size: .9em; color: #666; }
 #status.down { color: #b91c1c; }
 button { font-size: .85em; }
@@ -304,6 +554,17 @@ button { font-size: .85em; }
 <h1>trio-voip supervisor</h1>
 <div id="status">connecting...</div>
 <h2>Queues</h2><div id="queues"></div>
+<h2>Agents</h2>
+<div class="tools"><label>pause reason <input id="pause-reason" value="break"></label></div>
+<div id="agents"></div>
+<form id="add-agent">add agent:
+<input name="id" placeholder="id" required>
+<input name="name" placeholder="name">
+<input name="sip_user" placeholder="SIP user" required>
+<input name="password" type="password" placeholder="password">
+<input name="queues" placeholder="queues (6000,7000)">
+<button type="submit">add</button>
+</form>
 <h2>Users</h2><div id="users"></div>
 <h2>Calls</h2><div id="calls"></div>
 <h2>Bridges</h2><div id="bridges"></div>
@@ -347,6 +608,24 @@ function since(seconds, extra) {
   return (seconds + (extra || 0)).toFixed(1) + " s";
 }
 
+function agentButtons(a) {
+  const buttons = [];
+  if (a.logged_in && a.state !== "paused" && !a.paused) {
+    buttons.push(el("button", {class: "pause", onclick: () => send(
+      {op: "pause", agent: a.id,
+       reason: document.getElementById("pause-reason").value || "break"})}, "pause"));
+  }
+  if (a.logged_in && a.paused) {
+    buttons.push(el("button", {class: "resume", onclick: () => send(
+      {op: "resume", agent: a.id})}, "resume"));
+  }
+  if (a.logged_in) {
+    buttons.push(el("button", {class: "logout", onclick: () => send(
+      {op: "logout-agent", agent: a.id})}, "log out"));
+  }
+  return el("span", {}, ...buttons);
+}
+
 function render(s, extra) {
   table("queues", ["Number", "Name", "Strategy", "Waiting", "Agents", "Metrics"],
     s.queues.map(q => ({attrs: {"data-queue": q.number}, cells: [
@@ -355,6 +634,11 @@ function render(s, extra) {
                        : "0",
       el("span", {}, ...q.agents.flatMap(a => [a.name + " ", badge(a.state), "  "])),
       q.metrics ? JSON.stringify(q.metrics) : "none (" + s.router + ")"]})));
+  table("agents", ["Agent", "Name", "Phone", "Queues", "State", "Calls", ""],
+    (s.agents || []).map(a => ({attrs: {"data-agent": a.id}, cells: [
+      a.id, a.name, a.sip_user, a.queues.join(", "),
+      el("span", {}, badge(a.state), a.paused ? " (" + a.paused + ")" : ""),
+      String(a.calls), agentButtons(a)]})));
   table("users", ["User", "Name", "State", "Registered from", ""],
     s.users.map(u => ({attrs: {"data-user": u.name}, cells: [
       u.name, u.display_name, badge(u.state),
@@ -396,6 +680,16 @@ function connect() {
     delay = Math.min(delay * 2, 10000);
   };
 }
+document.getElementById("add-agent").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const f = event.target.elements;
+  const op = {op: "add-agent", id: f["id"].value, sip_user: f["sip_user"].value,
+              queues: f["queues"].value.split(",").map(q => q.trim()).filter(q => q)};
+  if (f["name"].value) op.name = f["name"].value;
+  if (f["password"].value) op.password = f["password"].value;
+  send(op);
+  event.target.reset();
+});
 connect();
 setInterval(() => {
   if (last && socket && socket.readyState === WebSocket.OPEN) {
