@@ -42,9 +42,10 @@ from .test_softswitch import free_udp_port
 A, B, C = "1001", "1002", "1003"
 PASSWORDS = {A: "demo1001", B: "demo1002", C: "demo1003"}
 QUEUE = "6000"
-#: an agent's phone that answers at once; one that rings until the queue cancels it
+#: agents' phones: one that answers at once, one that rings until the queue cancels it
 ANSWER = scenario("agent_answer.xml")
 RING = scenario("uas_ring_cancel.xml")
+REJECT = scenario("uas_reject.xml")  # 486 Busy Here to a call for any agent
 #: the engine's seed: the random strategies route the same way on every run
 SEED = 7
 # the timestamps of a record are the engine's times moved to the Unix epoch: a float sum
@@ -55,8 +56,9 @@ SLACK = 1.0
 
 @attrs.frozen
 class Customer:
-    """A SIPp customer calling ``queue`` ``delay`` seconds after its group starts. The queue
-    answers at once (music on hold), so ``hold`` (SIPp's ``-d``) counts the wait too."""
+    """A SIPp customer calling ``queue``, in a group (:meth:`Rig.call`) ``delay`` seconds
+    after the one before it arrived in the engine. The queue answers at once (music on
+    hold), so ``hold`` (SIPp's ``-d``) counts the wait too."""
 
     hold: float = 0.3
     delay: float = 0.0
@@ -155,21 +157,32 @@ class Rig:
                                                   calls=1000, timeout=60,
                                                   task_status=task_status)
 
+    def arrivals(self) -> int:
+        """Callers that came to any queue so far (joined or refused)."""
+        now = trio.current_time()
+        stats = [self.engine.queue_stats(q, now) for q in self.queue_ids]
+        return sum(s.offered + s.rejected for s in stats)
+
     async def call(self, *customers: Customer) -> None:
-        """Run the customers together (each after its delay); every one must succeed by its
-        own scenario. Returns once the switch is idle again."""
+        """Run the customers together, in order: each starts once the one before it is in
+        the engine (a slow SIPp start cannot swap them), after its delay; every one must
+        succeed by its own scenario. Returns once the switch is idle again."""
         results: list[SippResult] = []
 
         async def run(customer: Customer) -> None:
-            await trio.sleep(customer.delay)
             results.append(await sipp_uac(
                 self.port, free_udp_port(), customer.scen, 1, timeout=20,
                 extra=["-s", customer.queue, "-d", str(int(customer.hold * 1000)),
                        *customer.extra],
             ))
 
+        arrived = self.arrivals()
         async with trio.open_nursery() as nursery:
-            for customer in customers:
+            for index, customer in enumerate(customers):
+                with trio.fail_after(10):
+                    while self.arrivals() < arrived + index:
+                        await trio.sleep(0.01)
+                await trio.sleep(customer.delay)
                 nursery.start_soon(run, customer)
         for result in results:
             assert_clean(result, 1)
@@ -272,28 +285,35 @@ def offered_to(record: CallRecord) -> list[str | None]:
     return [o.agent_id for o in record.offers]
 
 
-# -- ring timeout --
+# -- misses: ring timeout, busy --
 
 
-async def test_an_agent_that_does_not_answer_is_skipped_then_auto_paused(sipp, tmp_path):
-    """Linear: A is offered first but only rings; after the ring timeout the call goes to B
-    (A is in its retry delay, over before the next call). A's second miss in a row pauses
-    it (max_no_answer = 2), so the third call goes straight to B."""
+@pytest.mark.parametrize(("phone", "reason"), [(RING, "ring-timeout"), (REJECT, "busy")],
+                         ids=["ring-timeout", "busy"])
+async def test_an_agent_that_misses_is_skipped_then_auto_paused(sipp, tmp_path, phone, reason):
+    """Linear: A is offered first but its phone only rings (the offer times out after 1 s)
+    or answers 486 (a miss at once); the call goes on to B (A is in its 0.5 s retry delay,
+    over before the next call). A's second miss in a row pauses it (max_no_answer = 2), so
+    the third call goes straight to B."""
     ring = 1.0
     q = queue(strategy="linear", members=(A, B), ring_timeout=ring, retry_delay=0.5,
               max_no_answer=2)
-    async with call_center(tmp_path, [q], phones={A: RING}) as rig:
+    async with call_center(tmp_path, [q], phones={A: phone}) as rig:
         await rig.login(A, B)
-        for _ in range(3):
-            await rig.call(Customer(hold=ring + 1.0))
+        for _ in range(3):  # B talks for 1 s
+            await rig.call(Customer(hold=(ring if phone == RING else 0.0) + 1.0))
         records = await rig.finish()
         assert [offered_to(r) for r in records] == [[A, B], [A, B], [B]]
         assert [r.agent_id for r in records] == [B, B, B]
         for r in records[:2]:
             missed, answered = r.offers
-            assert missed.missed_reason == "ring-timeout"
+            assert missed.missed_reason == reason
             assert missed.missed_at is not None
-            assert ring - EPSILON <= missed.missed_at - missed.at < ring + SLACK
+            rang = missed.missed_at - missed.at
+            if phone == RING:
+                assert ring - EPSILON <= rang < ring + SLACK
+            else:
+                assert rang < ring
             # the next agent rings as the first stops
             assert answered.at == pytest.approx(missed.missed_at, abs=0.5)
             assert answered.missed_at is None
@@ -335,23 +355,31 @@ async def test_an_agent_is_not_offered_a_call_during_its_wrap_up(sipp, tmp_path)
 # -- abandonment --
 
 
-@pytest.mark.parametrize("agent_busy", [True, False], ids=["all-busy", "no-agent"])
-async def test_a_customer_hanging_up_while_waiting_is_abandoned(sipp, tmp_path, agent_busy):
-    """The second customer hangs up after 1 s in the queue: its one agent is on a call with
-    the first customer, or (join_empty = ignore) no agent is logged in at all."""
-    q = queue(strategy="linear", members=(A,), join_empty="ignore")
-    async with call_center(tmp_path, [q]) as rig:
-        if agent_busy:
+@pytest.mark.parametrize("case", ["all-busy", "no-agent", "ringing"])
+async def test_a_customer_hanging_up_while_waiting_is_abandoned(sipp, tmp_path, case):
+    """The last customer hangs up after 1 s in the queue: its one agent is on a call with
+    another customer (all-busy), or none is logged in (no-agent; join_empty = ignore), or
+    the agent's phone rings all that time (ringing: the offer is withdrawn, no miss for
+    the agent)."""
+    q = queue(strategy="linear", members=(A,), join_empty="ignore", ring_timeout=10.0)
+    async with call_center(tmp_path, [q], phones={A: RING if case == "ringing" else ANSWER}
+                           ) as rig:
+        if case != "no-agent":
             await rig.login(A)
-        first = [Customer(hold=2.5)] if agent_busy else []
+        first = [Customer(hold=2.5)] if case == "all-busy" else []
         await rig.call(*first, Customer(hold=1.0, delay=0.3))
         records = await rig.finish()
         assert [r.outcome for r in records] == (
-            [CallOutcome.ANSWERED] * agent_busy + [CallOutcome.ABANDONED])
+            [CallOutcome.ANSWERED] * len(first) + [CallOutcome.ABANDONED])
         abandoned = records[-1]
-        assert abandoned.offers == () and abandoned.agent_id is None
-        assert abandoned.abandoned_at is not None
+        assert abandoned.agent_id is None and abandoned.abandoned_at is not None
         assert 1.0 - 0.5 <= abandoned.abandoned_at - abandoned.arrived_at < 1.0 + SLACK
+        if case == "ringing":
+            assert offered_to(abandoned) == [A]
+            assert abandoned.offers[0].missed_reason == "caller-gone"
+            assert rig.engine.agent_status(A).no_answer_count == 0
+        else:
+            assert abandoned.offers == ()
         assert rig.engine.queue_stats(QUEUE, trio.current_time()).abandoned == 1
 
 
