@@ -323,9 +323,11 @@ class CallCenterDriver:
         agent = self._agent_def(agent_id)
         now = self.clock()
         actions = self.engine.update_agent(attrs.evolve(agent, queues=()), now=now)
-        actions += self.engine.agent_login(agent_id, now=now)
-        actions += self.engine.agent_pause(agent_id, self._pauses[agent_id], now=now)
-        actions += self.engine.update_agent(agent, now=now)
+        try:
+            actions += self.engine.agent_login(agent_id, now=now)
+            actions += self.engine.agent_pause(agent_id, self._pauses[agent_id], now=now)
+        finally:  # its queues back, also when the log-in was refused
+            actions += self.engine.update_agent(agent, now=now)
         self._perform(actions)
 
     def _agent_def(self, agent_id: AgentId) -> Agent:
