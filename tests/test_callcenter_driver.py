@@ -444,16 +444,25 @@ class Ear:
     softswitch sends it, in order."""
 
     def __init__(self) -> None:
-        self.packets: list[RtpPacket] = []
+        self.call: CallSession | None = None
+        self.received: list[tuple[int, RtpPacket]] = []
 
     async def listen(self, call: CallSession, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         assert call.rtp_port is not None
+        self.call = call
         with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
             await sock.bind(("127.0.0.1", call.rtp_port))
             task_status.started()
             while True:
-                data, _ = await sock.recvfrom(2048)
-                self.packets.append(parse_rtp(data))
+                data, (_, port) = await sock.recvfrom(2048)
+                self.received.append((port, parse_rtp(data)))
+
+    @property
+    def packets(self) -> list[RtpPacket]:
+        """What came from the softswitch's end of the call (a test run elsewhere on this
+        machine may send to the same port number for a call of its own)."""
+        media = self.call.media if self.call is not None else None
+        return [p for port, p in self.received if media is not None and port == media.remote_port]
 
     def find(self, frames: tuple[bytes, ...]) -> int | None:
         """Where ``frames`` were received one after the other (packet index), if they were."""
@@ -489,10 +498,10 @@ async def test_a_waiting_customer_hears_its_position_and_estimated_wait_spoken()
                 nursery.cancel_scope.cancel()
             law = G711Law(ear.packets[0].payload_type)
             words = ("you-are-caller-number", "one", "your-estimated-wait-is",
-                     "less-than-one-minute")
+                     "less-than-one-minute", "thank-you-for-holding")
             spoken = center.driver.prompts.source(words, law).frames
             start = ear.find(spoken)
-            assert start is not None  # every frame of the four prompts, in order, none lost
+            assert start is not None  # every frame of the five prompts, in order, none lost
             run = ear.packets[start:start + len(spoken)]
             assert [p.sequence for p in run] == [
                 (run[0].sequence + k) % 65536 for k in range(len(run))]
@@ -511,7 +520,7 @@ async def test_a_waiting_customer_hears_its_position_and_estimated_wait_spoken()
             await clean(center)
 
 
-@pytest.mark.parametrize("case", ["configured", "default", "recording"])
+@pytest.mark.parametrize("case", ["configured", "default", "recording", "queue"])
 async def test_an_overflow_says_its_prompt(case, tmp_path):
     closed = tmp_path / "closed.wav"
     write_wav(str(closed), [((i * 37) % 2000) - 1000 for i in range(2400)])  # 0.3 s
@@ -519,8 +528,10 @@ async def test_an_overflow_says_its_prompt(case, tmp_path):
         "configured": (AnnounceAndHangup("closed"), {"prompts": {"closed": closed}}),
         "default": (AnnounceAndHangup("closed"), {}),
         "recording": (ToRecording("sales"), {"recordings": tmp_path, "max_message": 0.2}),
+        "queue": (ToQueue("6001"), {}),
     }[case]
-    async with call_center(driver_options=options, max_wait=0.3, overflow=overflow) as center:
+    async with call_center(driver_options=options, others=(Queue("6001"),), max_wait=0.3,
+                           overflow=overflow) as center:
         async with phone("1003", center.port, register=False) as customer_phone:
             ear = Ear()
             async with trio.open_nursery() as nursery:
@@ -535,6 +546,9 @@ async def test_an_overflow_says_its_prompt(case, tmp_path):
                     "default": center.driver.prompts.source(["all-agents-busy"], law).frames[:50],
                     "recording": (center.driver.prompts.source(["leave-message"], law).frames
                                   + beep),
+                    # moved to another queue: told to hold on, then the music again
+                    "queue": (center.driver.prompts.source(["please-hold"], law).frames
+                              + ToneSource.named("ringback", law).frames[:5]),
                 }[case]
                 await until(lambda: ear.find(expected) is not None, 10)
                 nursery.cancel_scope.cancel()

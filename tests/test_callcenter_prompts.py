@@ -121,8 +121,8 @@ waits = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 def test_announcement_says_position_then_estimate_with_existing_prompts(position, wait):
     words = announcement(position, wait)
     assert set(words) <= PHRASES.keys()
-    assert words[0] == "you-are-caller-number"
-    rest = words[1:]
+    assert words[0] == "you-are-caller-number" and words[-1] == "thank-you-for-holding"
+    rest = words[1:-1]
     if "your-estimated-wait-is" in rest:
         split = rest.index("your-estimated-wait-is")
         said, estimate = rest[:split], rest[split + 1:]
@@ -148,9 +148,10 @@ def test_a_longer_wait_is_never_said_shorter(a, b):
 
 def test_announcement_examples():
     assert announcement(23, 150.0) == (
-        "you-are-caller-number", "twenty", "three", "your-estimated-wait-is", "three", "minutes")
-    assert announcement(1, None) == ("you-are-caller-number", "one")
-    assert announcement(1, 20.0)[-1] == "less-than-one-minute"
+        "you-are-caller-number", "twenty", "three", "your-estimated-wait-is", "three", "minutes",
+        "thank-you-for-holding")
+    assert announcement(1, None) == ("you-are-caller-number", "one", "thank-you-for-holding")
+    assert announcement(1, 20.0)[-2] == "less-than-one-minute"
 
 
 @pytest.mark.parametrize("position", [0, -3, True, 1.0, "2"])

@@ -14,8 +14,9 @@ also a softswitch ``QueueRouter`` (``name``, :meth:`~CallCenterDriver.route`,
   and answers it, unless the engine refused it at the door (its status). While waiting the
   customer hears music on hold (a looped WAV if given, else ringback) and, for each
   ``PlayAnnouncement``, its position and estimated wait spoken (:mod:`.prompts`; one still
-  playing is not cut off by the next), then the music again. Hanging up while waiting is
-  ``caller_abandons``; each DTMF digit is ``caller_leaves_by_dtmf``.
+  playing is not cut off by the next), then the music again; moved to another queue (an
+  overflow), "please hold". Hanging up while waiting is ``caller_abandons``; each DTMF digit
+  is ``caller_leaves_by_dtmf``.
 * **Offers**: ``OfferCall`` calls the agent's registered phone; its answer is
   ``offer_answered``, its refusal ``offer_failed``; ``CancelOffer`` hangs that leg up.
   ``BridgeCallerToAgent`` stops the music and bridges the customer with the agent's leg once
@@ -111,7 +112,7 @@ from .model import (
     ToQueue,
     ToRecording,
 )
-from .prompts import ALL_AGENTS_BUSY, LEAVE_MESSAGE, PromptSet, announcement
+from .prompts import ALL_AGENTS_BUSY, LEAVE_MESSAGE, PLEASE_HOLD, PromptSet, announcement
 from .settings import format_target, queue_from_settings, queue_settings
 from .store import AgentRecord, AgentStateChange, CallEvent, CallPhase, QueueRecord, Store
 
@@ -708,16 +709,21 @@ class CallCenterDriver:
     def _beeps(self, count: int, law: G711Law) -> FrameListSource:
         return FrameListSource(tone_frames(_BEEP, cadence=_BEEP_CADENCE * count, law=law), law)
 
-    async def _announce(self, customer: _Customer, action: PlayAnnouncement) -> None:
+    async def _announce(self, customer: _Customer, action: PlayAnnouncement | None) -> None:
+        """Tell a waiting customer ``action``'s position and estimated wait (None: "please
+        hold"), then play the music again."""
         call = customer.call
         if call.state is not CallState.ACTIVE or customer.announcing:
             return
         customer.announcing = True
         try:
             law = self._law(call)
-            source = await self._speech(
-                announcement(action.position, action.estimated_wait), law
-            ) or self._beeps(min(max(action.position, 1), _MAX_BEEPS), law)
+            if action is None:
+                names, beeps = (PLEASE_HOLD,), 1
+            else:
+                names = announcement(action.position, action.estimated_wait)
+                beeps = min(max(action.position, 1), _MAX_BEEPS)
+            source = await self._speech(names, law) or self._beeps(beeps, law)
             if not self._in_queue(call.id):  # answered or gone while the prompts loaded
                 return
             end = await call.play(source)
@@ -876,7 +882,9 @@ class CallCenterDriver:
                 if customer is None:
                     continue
                 self._outcome(customer, CallPhase.OVERFLOWED, format_target(action.target))
-                if not isinstance(action.target, ToQueue):  # ToQueue: it waits there now
+                if isinstance(action.target, ToQueue):  # it waits there now
+                    self._spawn(self._announce, customer, None)
+                else:
                     self._spawn(self._leave, customer.call, action.target)
             elif isinstance(action, PlayAnnouncement):
                 customer = self._customers.get(action.caller_id)

@@ -2,7 +2,8 @@
 
 * **Composition** is pure: :func:`announcement` turns a waiting caller's position and
   estimated wait into the names of the prompts to play in order, e.g. position 23 and 150 s
-  give ``you-are-caller-number twenty three your-estimated-wait-is three minutes``.
+  give ``you-are-caller-number twenty three your-estimated-wait-is three minutes
+  thank-you-for-holding``.
   Numbers are said from words (:func:`number_words`: zero to nine hundred ninety nine).
 * **Audio**: the built-in prompts are 8 kHz mono 16-bit WAVs shipped in the package
   (``sounds/<name>.wav``, made once with espeak-ng by ``tools/make_prompts.py``; the names and
@@ -111,15 +112,15 @@ def wait_words(seconds: float) -> tuple[str, ...]:
 
 def announcement(position: int, estimated_wait: float | None) -> tuple[str, ...]:
     """The prompts telling a waiting caller its ``position`` (1 = next) and, unless None
-    (no history to estimate from), its ``estimated_wait`` in seconds (:func:`wait_words`)."""
+    (no history to estimate from), its ``estimated_wait`` in seconds (:func:`wait_words`),
+    then thanking it for holding (as the music comes back)."""
     if isinstance(position, bool) or not isinstance(position, int) or position < 1:
         raise CallCenterError(f"a queue position is 1 or more, not {position!r}")
     said = (number_words(position) if position <= MAX_NUMBER
             else ("more-than", *number_words(MAX_NUMBER)))
-    words = ("you-are-caller-number", *said)
-    if estimated_wait is None:
-        return words
-    return (*words, "your-estimated-wait-is", *wait_words(estimated_wait))
+    estimate = (() if estimated_wait is None
+                else ("your-estimated-wait-is", *wait_words(estimated_wait)))
+    return ("you-are-caller-number", *said, *estimate, THANK_YOU_FOR_HOLDING)
 
 
 class PromptSet:
