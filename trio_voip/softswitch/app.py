@@ -14,6 +14,11 @@ relay:
   :func:`make_call_center`), started with the coordinator, unless another router was set
   before. Calls a user is on outside the queues (extension calls, calls to a queue) count
   as calls of that agent: it is offered no queue call beyond its ``max_concurrent``.
+  With ``callcenter.store`` the engine starts from the store (``CallCenterDriver.restore``):
+  stored agents and queues (runtime admin changes) win over the configured ones, configured
+  ones the store lacks are added to it, so one removed at runtime is back at the next start
+  unless it is removed from the configuration too. :meth:`Softswitch.add_queue` (and
+  ``update_queue``, ``remove_queue``) change the engine's queues at runtime, numbers included.
 * either side hanging up hangs up the other.
 
 The relay does not transcode: a callee that picks a codec the caller did not offer gets the
