@@ -136,9 +136,6 @@ class PromptSet:
     def __contains__(self, name: object) -> bool:
         return name in PHRASES or name in self.overrides
 
-    def loaded(self, law: G711Law) -> bool:
-        return law in self._frames
-
     async def load(self, law: G711Law) -> None:
         """Read every prompt in ``law`` unless done already. Raises CallCenterError if a
         built-in prompt is missing or unreadable (a broken installation)."""
