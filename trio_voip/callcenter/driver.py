@@ -128,7 +128,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# A beep of the announcements: 0.2 s of 660 Hz, 0.2 s apart (whole 20 ms frames).
+# A beep: the tone before a recorded message, and what stands in for speech if the prompts
+# cannot be loaded. 0.2 s of 660 Hz, 0.2 s apart (whole 20 ms frames).
 _BEEP = (660.0,)
 _BEEP_CADENCE = ((0.2, 0.2),)
 _MAX_BEEPS = 9
