@@ -303,6 +303,24 @@ async def test_remove_an_agent_logs_it_out_and_forgets_its_credentials():
             await driver.remove_agent("1002")
 
 
+async def test_without_a_store_the_changes_are_the_engine_s_only():
+    async with running() as switch:
+        driver = driver_of(switch)
+        assert driver.store is None
+        await driver.add_queue(QueueRecord("7000", "sales", "linear"))
+        await driver.add_agent(new_agent(driver, queues={"7000"}))
+        assert (await driver.get_agent("a2001")).queues == {"7000"}
+        assert driver.get_queue("7000").name == "sales"
+        port = switch.coordinator.port("UDP")
+        async with phone("2001", port, register=False) as dana:
+            assert await registers(dana, "2001", "pw2001", port)
+            await until(lambda: driver.engine.agent_state("a2001") is AgentState.AVAILABLE)
+            await driver.remove_agent("a2001")
+            assert not await registers(dana, "2001", "pw2001", port)  # credentials gone too
+        await driver.remove_queue("7000")
+        assert [q.queue_id for q in driver.engine.queues()] == [QUEUE]
+
+
 async def test_an_agent_on_a_call_is_not_removed():
     async with MemoryStore.open() as store, running(store) as switch:
         driver = driver_of(switch)

@@ -277,6 +277,8 @@ class CallCenterDriver:
         self.queue_names: dict[QueueId, str] = {}
         # one admin change (engine, then store) at a time: an undo must find what it undoes
         self._admin = trio.Lock()
+        # the SIP users whose credentials came from an agent record (removed with the agent)
+        self._given_credentials: set[str] = set()
 
     # -- running --
 
@@ -417,8 +419,7 @@ class CallCenterDriver:
                 if self.store is not None:
                     await self.store.add_agent(self._with_pause(record))
                     stored = True
-                if record.credentials is not None:
-                    self.coordinator.set_user(record.sip_user, record.credentials)
+                self._give_credentials(record)
             except TrioVoipError:
                 self.engine.remove_agent(agent.agent_id)
                 self._pauses.pop(agent.agent_id, None)
@@ -441,8 +442,7 @@ class CallCenterDriver:
                 if self.store is not None:
                     await _update_or_add(self.store.update_agent, self.store.add_agent,
                                          self._with_pause(record))
-                if record.credentials is not None:
-                    self.coordinator.set_user(record.sip_user, record.credentials)
+                self._give_credentials(record)
             except TrioVoipError:
                 self._input(self.engine.update_agent, old)
                 raise
@@ -450,13 +450,12 @@ class CallCenterDriver:
 
     async def remove_agent(self, agent_id: AgentId) -> None:
         """Remove an agent: logged out first (its phone's registrations dropped) unless it is
-        on a call (CallCenterError: remove it when the call ended). Credentials it was given
-        at runtime (its record has some) are removed from the coordinator."""
+        on a call (CallCenterError: remove it when the call ended). Credentials its phone
+        was given here (a record's) are removed from the coordinator."""
         async with self._admin:
             status = self.engine.agent_status(agent_id)
             if status.calls or status.state is AgentState.ON_CALL:
                 raise CallCenterError(f"agent {agent_id!r} is on a call; remove it after")
-            stored = await self.store.get_agent(agent_id) if self.store is not None else None
             if status.logged_in:
                 self.logout(agent_id)
             self.engine.remove_agent(agent_id)
@@ -471,9 +470,11 @@ class CallCenterDriver:
                     if pause is not None:
                         self._pauses[agent_id] = pause
                     raise
-            if stored is not None and stored.credentials is not None:
+            sip_user = status.agent.sip_user
+            if sip_user in self._given_credentials:
+                self._given_credentials.discard(sip_user)
                 with contextlib.suppress(TrioVoipError):  # already gone
-                    self.coordinator.remove_user(stored.sip_user)
+                    self.coordinator.remove_user(sip_user)
         self._admin_done()
 
     async def add_queue(self, record: QueueRecord) -> None:
@@ -578,8 +579,7 @@ class CallCenterDriver:
             self.engine.add_agent(agent)
         if record.paused:
             self._pauses[agent.agent_id] = record.pause_reason or "paused"
-        if record.credentials is not None:
-            self.coordinator.set_user(record.sip_user, record.credentials)
+        self._give_credentials(record)
 
     def credentials(self, sip_user: str, password: str) -> PrecomputedHA1:
         """The HA1 values of ``password`` for our Digest realm (what a record stores)."""
@@ -602,6 +602,11 @@ class CallCenterDriver:
                 raise CallCenterError(
                     f"SIP user {agent.sip_user!r} is agent {other.agent_id!r}'s phone"
                 )
+
+    def _give_credentials(self, record: AgentRecord) -> None:
+        if record.credentials is not None:
+            self.coordinator.set_user(record.sip_user, record.credentials)
+            self._given_credentials.add(record.sip_user)
 
     def _queue_def(self, queue_id: QueueId) -> Queue:
         for queue in self.engine.queues():
