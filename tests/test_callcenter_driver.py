@@ -554,3 +554,20 @@ async def test_an_overflow_says_its_prompt(case, tmp_path):
                 nursery.cancel_scope.cancel()
             await hangup_quietly(call)
             await clean(center)
+
+
+async def test_without_its_prompts_the_driver_beeps_the_position(monkeypatch, caplog):
+    monkeypatch.setattr(prompts_module, "SOUNDS", "no-such-folder")  # a broken installation
+    async with call_center(announce_every=0.3) as center:
+        async with phone("1003", center.port, register=False) as customer_phone:
+            ear = Ear()
+            async with trio.open_nursery() as nursery:
+                call = await dial(customer_phone, "1003", QUEUE, center.port)
+                await nursery.start(ear.listen, call)
+                await until(lambda: bool(ear.packets))
+                beep = center.driver._beeps(1, G711Law(ear.packets[0].payload_type)).frames
+                await until(lambda: ear.find(beep) is not None)  # position 1: one beep
+                nursery.cancel_scope.cancel()
+            await call.hangup()
+            await clean(center)
+    assert "no voice prompts" in caplog.text and "cannot say you-are-caller-number" in caplog.text
