@@ -414,6 +414,8 @@ async def test_admin_api_refusals(path, body, status, error):
     [
         (post_json("/api/agent/add", [1]), 400, "a JSON object"),
         (b"POST /api/queue/add HTTP/1.1\r\nContent-Length: 5\r\n\r\n{oops", 400, "not JSON"),
+        (b"POST /api/queue/add HTTP/1.1\r\nContent-Length: 60000\r\n\r\n" + b"[" * 60000,
+         400, "not JSON"),
         (b"POST /api/queue/add HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, "Content-Length"),
         (b"POST /api/queue/add HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413, "at most"),
     ],
@@ -435,6 +437,13 @@ async def test_admin_api_needs_the_call_engine():
         status, result = await api(port, "/api/queue/add", SALES)
         assert status == 409
         assert json.loads((await http(port, get("/api/state")))[2])["agents"] == []
+
+
+async def test_a_websocket_command_nested_too_deep_is_refused():
+    async with softswitch() as running:
+        server = SupervisorServer(running.softswitch)
+        result = await server.command("[" * 100000)
+        assert (result["ok"], result["status"]) == (False, 400)
 
 
 async def test_pause_resume_and_logout_over_the_websocket():

@@ -202,7 +202,7 @@ def _post_arguments(request: HttpRequest, body: bytes) -> dict[str, Any]:
     if body.strip():
         try:
             decoded = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             raise SoftswitchError("the body is not JSON", status=400) from None
         if not isinstance(decoded, dict):
             raise SoftswitchError("the body must be a JSON object", status=400)
@@ -412,7 +412,8 @@ class SupervisorServer:
                 await self._admin(op, request)
             else:
                 raise SoftswitchError(f"unknown operation {op!r}", status=400)
-        except (ValueError, TrioVoipError) as exc:  # ValueError: not JSON
+        # ValueError: not JSON; RecursionError: nested too deep
+        except (ValueError, RecursionError, TrioVoipError) as exc:
             status = getattr(exc, "status", 400)
             return {"type": "result", "op": op, "ok": False, "error": str(exc), "status": status}
         return {"type": "result", "op": op, "ok": True, "error": None}
