@@ -62,7 +62,8 @@ class DevTools:
                 let value;
                 try {{ value = ({expression}); }} catch (e) {{ value = null; }}
                 if (value) resolve(value);
-                else if (Date.now() - start > {_JS_TIMEOUT_MS}) reject("timeout: " + {json.dumps(expression)});
+                else if (Date.now() - start > {_JS_TIMEOUT_MS})
+                    reject("timeout: " + {json.dumps(expression)});
                 else setTimeout(poll, 50);
             }})();
         }})"""
