@@ -31,6 +31,10 @@ also a softswitch ``QueueRouter`` (``name``, :meth:`~CallCenterDriver.route`,
 * **Prompts**: the built-in voice prompts (:class:`~.prompts.PromptSet`); ``prompts`` maps a
   prompt name to a WAV that replaces the built-in one or adds a name. Beeps stand in only if
   the prompts cannot be loaded (logged).
+* **Supervisor events**: :meth:`~CallCenterDriver.subscribe_to_events` gives a channel of
+  the engine's reports as they happen (:data:`SUPERVISOR_EVENTS`: agent state and pause
+  changes, caller state changes, wrap-up ends, queue metrics), each with the engine's time
+  (``at``, Trio's clock). A subscriber that falls behind loses events (``events_dropped``).
 * **Store**: each phase of a call (:class:`~.store.CallEvent`) and each agent state change
   goes to ``store`` in order through one writer task, so the engine's loop never waits for
   the database; a write the store refuses is logged and skipped.
@@ -65,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from trio_voip.events import EventBus
 from trio_voip.errors import CallCenterError, RecordNotFound, StoreError, TrioVoipError
 from trio_voip.rtp.g711 import G711Law
 from trio_voip.rtp.playback import FrameListSource, WavSource
@@ -87,6 +92,7 @@ from .actions import (
     AgentPauseChanged,
     AgentStateChanged,
     BridgeCallerToAgent,
+    QueueMetricsChanged,
     CallerStateChanged,
     CancelOffer,
     LeaveReason,
@@ -123,8 +129,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallCenterDriver", "offer_failure", "agent_from_record", "agent_record",
-    "queue_from_record", "queue_record",
+    "queue_from_record", "queue_record", "SUPERVISOR_EVENTS", "SupervisorEvent",
 ]
+
+#: The engine's reports a supervisor subscribes to (:meth:`CallCenterDriver.subscribe_to_events`).
+SUPERVISOR_EVENTS = (
+    AgentStateChanged, AgentPauseChanged, CallerStateChanged, WrapUpEnded, QueueMetricsChanged,
+)
+SupervisorEvent = (
+    AgentStateChanged | AgentPauseChanged | CallerStateChanged | WrapUpEnded | QueueMetricsChanged
+)
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +274,7 @@ class CallCenterDriver:
         self._wrap_ups: dict[tuple[CallerId, QueueId], str] = {}
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._events: EventBus[SupervisorEvent] = EventBus()
         self._sources: dict[tuple[str, G711Law], FrameListSource] = {}
         send, receive = trio.open_memory_channel[CallEvent | AgentStateChange | _KeepPause](
             math.inf
@@ -292,16 +307,19 @@ class CallCenterDriver:
             await self.prompts.load(G711Law.PCMU)
         except TrioVoipError as exc:
             logger.warning("no voice prompts, beeps instead: %s", exc)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            if self.store is not None:
-                nursery.start_soon(self._write_store, self.store)
-            # subscribed before the first look, so that no registration is missed
-            events = self.coordinator.subscribe_to_session_events(_REGISTRATION_BUFFER)
-            self.refresh_agents()
-            nursery.start_soon(self._follow_registrations, events)
-            task_status.started(self)
-            await self._timers()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self.store is not None:
+                    nursery.start_soon(self._write_store, self.store)
+                # subscribed before the first look, so that no registration is missed
+                events = self.coordinator.subscribe_to_session_events(_REGISTRATION_BUFFER)
+                self.refresh_agents()
+                nursery.start_soon(self._follow_registrations, events)
+                task_status.started(self)
+                await self._timers()
+        finally:
+            self._events.close()  # subscribers' channels end with us
 
     async def _timers(self) -> None:
         while True:
@@ -623,6 +641,20 @@ class CallCenterDriver:
             self.refresh_agents()
         self._perform([])  # wakes the timers and tells on_change
 
+    # -- supervisor events --
+
+    def subscribe_to_events(
+        self, buffer: int = 1000
+    ) -> trio.MemoryReceiveChannel[SupervisorEvent]:
+        """The engine's reports from now on (see the module docstring); the channel ends when
+        the driver stops."""
+        return self._events.subscribe(buffer)
+
+    @property
+    def events_dropped(self) -> int:
+        """Reports lost by subscribers that fell behind."""
+        return self._events.dropped
+
     # -- customers --
 
     async def route(self, call: CallSession, queue: QueueConfig) -> CallDecision:
@@ -849,6 +881,8 @@ class CallCenterDriver:
 
     def _perform(self, actions: list[Action]) -> None:
         for action in actions:
+            if isinstance(action, SUPERVISOR_EVENTS):
+                self._events.publish(action)
             if isinstance(action, OfferCall):
                 self._offer_agent[action.offer_id] = action.agent_id
                 customer = self._customers.get(action.caller_id)
