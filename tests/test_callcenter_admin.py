@@ -158,6 +158,14 @@ async def test_an_agent_added_at_runtime_registers_and_takes_a_queue_call():
             await until(lambda: driver.engine.agent_state("a2001") is AgentState.ON_CALL)
             await call.hangup()
             await until(lambda: not switch.coordinator.calls)
+            # a user of the softswitch too: listed, and called by its extension
+            (user,) = [u for u in switch.state()["users"] if u["name"] == "2001"]
+            assert (user["display_name"], user["online"]) == (record.name, True)
+            call = await dial(customer, "1003", "2001", port)
+            assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            assert len(dana.incoming) == 2
+            await call.hangup()
+            await until(lambda: not switch.coordinator.calls)
         with pytest.raises(CallCenterError, match="exists"):
             await driver.add_agent(record)
 

@@ -384,6 +384,14 @@ class SessionCoordinator:
             raise TrioVoipError(f"user {name!r}: a password must be a non-empty string")
         self._users[name] = secret
 
+    def has_user(self, name: str) -> bool:
+        """Whether ``name`` is one of our Digest users (configured or :meth:`set_user`)."""
+        return name in self._users
+
+    def user_names(self) -> list[str]:
+        """Our Digest users' names, configured ones first, then in the order they were set."""
+        return list(self._users)
+
     def remove_user(self, name: str) -> None:
         """Forget a user: its registrations are dropped and it can no longer authenticate
         (calls it has go on). Raises TrioVoipError for a user we do not have."""

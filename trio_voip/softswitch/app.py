@@ -361,7 +361,7 @@ class Softswitch(CallHandler):
         bindings: dict[str, list[Binding]] = {}
         for aor in location.aors():
             user = _aor_user(aor)
-            if user in self._users:
+            if self._is_user(user):
                 bindings.setdefault(user, []).extend(location.lookup(aor, now))
         calls: dict[str, list[CallSession]] = {}
         for call in self.coordinator.calls:
@@ -376,7 +376,16 @@ class Softswitch(CallHandler):
         if call.direction is CallDirection.OUTGOING:
             return self._callee_of.get(call.id)
         user = _user_of(call.remote_party.uri)
-        return user if user in self._users else None
+        return user if user is not None and self._is_user(user) else None
+
+    def _is_user(self, name: str) -> bool:
+        """A configured user, or one added at runtime (an agent given a password)."""
+        return name in self._users or self.coordinator.has_user(name)
+
+    def _agent_name(self, user: str) -> str:
+        driver = self.driver
+        agents = driver.engine.agents() if driver is not None else []
+        return next((a.name for a in agents if a.sip_user == user), "")
 
     # -- admin operations --
 
@@ -392,7 +401,7 @@ class Softswitch(CallHandler):
     def logout(self, user: str) -> int:
         """Drop every registration of ``user`` (the phone registers again when it refreshes);
         returns how many there were. Raises SoftswitchError for an unknown user."""
-        if user not in self._users:
+        if not self._is_user(user):
             raise SoftswitchError(f"no user {user!r}")
         return self.coordinator.drop_registrations(user)
 
@@ -408,7 +417,7 @@ class Softswitch(CallHandler):
     async def add_queue(self, record: QueueRecord) -> None:
         """Add a queue to the call engine (and its store): its id is its number."""
         driver = self.admin_driver()
-        if record.id in self._users:
+        if self._is_user(record.id):
             raise SoftswitchError(f"{record.id!r} is a user's extension", status=409)
         config = self._queue_config(record)  # ConfigError: not a dialable number
         await driver.add_queue(record)
@@ -443,7 +452,7 @@ class Softswitch(CallHandler):
             feature = self._feature_code(call, dialed)
             if feature is not None:
                 return feature
-        if dialed in self._users:
+        if dialed is not None and self._is_user(dialed):
             if not self.presence().bindings.get(dialed):
                 return CallDecision.reject(480, "Not Registered")
             return await self.connect(call, [dialed], self.config.calls.ring_timeout)
@@ -639,7 +648,10 @@ class Softswitch(CallHandler):
                 "queue": queue_of.get(call.id),
             })
         users = []
-        for user in self._users.values():
+        names = [(user.name, user.display_name) for user in self._users.values()]
+        names += [(name, self._agent_name(name))  # agents added at runtime
+                  for name in coordinator.user_names() if name not in self._users]
+        for name, display_name in names:
             contacts = [
                 {
                     "uri": str(b.uri),
@@ -648,13 +660,13 @@ class Softswitch(CallHandler):
                     "expires_in": b.expires_in(now),
                     "user_agent": b.user_agent,
                 }
-                for b in presence.bindings.get(user.name, ())
+                for b in presence.bindings.get(name, ())
             ]
             users.append({
-                "name": user.name,
-                "display_name": user.display_name,
+                "name": name,
+                "display_name": display_name,
                 "online": bool(contacts),
-                "state": presence.agent_state(user.name),
+                "state": presence.agent_state(name),
                 "contacts": contacts,
             })
         return {
