@@ -14,8 +14,12 @@ import attrs
 import pytest
 import trio
 
-from test_softswitch_app import Phone, dial, phone, register_phone, settled, test_config, until
-from trio_voip import CallDecision, CallSession, CallState
+from test_softswitch_app import (
+    PASSWORDS, Phone, dial, phone, register_phone, settled, test_config, until,
+)
+from trio_voip import (
+    CallDecision, CallSession, CallState, SessionCoordinator, SessionManagerBuilder,
+)
 from trio_voip.callcenter import (
     Agent, AgentState, AnnounceAndHangup, Busy, CallCenter, EmptyRule, Queue, Strategy, ToQueue,
     ToRecording,
@@ -440,27 +444,23 @@ PROMPT_SOUNDS = Path(prompts_module.__file__).with_name(SOUNDS)
 
 
 class Ear:
-    """The customer's phone's RTP socket (the port its call advertised): every payload the
-    softswitch sends it, in order."""
+    """The RTP socket of a customer's phone: every packet the softswitch sends it, in order.
+    The test binds the socket first (a port the OS says is free) and gives the phone that
+    port, so test runs elsewhere on this machine cannot take it or send to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
         self.call: CallSession | None = None
         self.received: list[tuple[int, RtpPacket]] = []
 
-    async def listen(self, call: CallSession, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        assert call.rtp_port is not None
-        self.call = call
-        with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
-            await sock.bind(("127.0.0.1", call.rtp_port))
-            task_status.started()
-            while True:
-                data, (_, port) = await sock.recvfrom(2048)
-                self.received.append((port, parse_rtp(data)))
+    async def listen(self) -> None:
+        while True:
+            data, (_, port) = await self.sock.recvfrom(2048)
+            self.received.append((port, parse_rtp(data)))
 
     @property
     def packets(self) -> list[RtpPacket]:
-        """What came from the softswitch's end of the call (a test run elsewhere on this
-        machine may send to the same port number for a call of its own)."""
+        """What came from the softswitch's end of :attr:`call` (not of an earlier call)."""
         media = self.call.media if self.call is not None else None
         return [p for port, p in self.received if media is not None and port == media.remote_port]
 
@@ -473,36 +473,59 @@ class Ear:
         return None
 
 
+@contextlib.asynccontextmanager
+async def customer_with_ear() -> AsyncIterator[tuple[SessionCoordinator, Ear]]:
+    """Phone 1003 (not registered) whose calls' RTP the :class:`Ear` receives."""
+    while True:  # an even port: the phone hands out even RTP ports only
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        if port % 2 == 0:
+            break
+        sock.close()
+    builder = (
+        SessionManagerBuilder()
+        .listen("127.0.0.1", 0, transports=("UDP",))
+        .rtp_ports(port, port + 1)
+        .credentials("1003", PASSWORDS["1003"])
+        .handler(Phone())
+    )
+    ear = Ear(sock)
+    with sock:
+        async with builder.build() as coordinator, trio.open_nursery() as nursery:
+            nursery.start_soon(ear.listen)
+            yield coordinator, ear
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_waiting_customer_hears_its_position_and_estimated_wait_spoken():
     async with call_center(announce_every=0.5) as center:
         ann = Phone()
         async with phone("1001", center.port, ann, register=False) as ann_phone, \
-                phone("1003", center.port, register=False) as customer_phone:
+                phone("1003", center.port, register=False) as first_phone, \
+                customer_with_ear() as (customer_phone, ear):
             await center.register(ann_phone, "1001")
             # a first call answered at once: the history the estimate comes from
-            first = await dial(customer_phone, "1003", QUEUE, center.port)
+            first = await dial(first_phone, "1003", QUEUE, center.port)
             await until(lambda: len(center.switch.coordinator.list_bridges()) == 1)
             await first.hangup()
             await until(lambda: center.state("a1001") is AgentState.AVAILABLE)
             center.driver.pause("a1001", "lunch")
-            ear = Ear()
-            async with trio.open_nursery() as nursery:
-                call = await dial(customer_phone, "1003", QUEUE, center.port)
-                await nursery.start(ear.listen, call)  # before the answer: nothing missed
-                await call.wait_state(CallState.ACTIVE, timeout=5)
-                leg = customer_leg(center)
-                # the announcement, then the music again
-                await until(lambda: (p := playing(center, leg)) is not None and not p.loop)
-                await until(lambda: (p := playing(center, leg)) is not None and p.loop, 10)
-                await trio.sleep(0.2)
-                nursery.cancel_scope.cancel()
+            call = ear.call = await dial(customer_phone, "1003", QUEUE, center.port)
+            await call.wait_state(CallState.ACTIVE, timeout=5)
+            leg = customer_leg(center)
+            # the announcement, then the music again
+            await until(lambda: (p := playing(center, leg)) is not None and not p.loop)
+            await until(lambda: (p := playing(center, leg)) is not None and p.loop, 10)
+            await trio.sleep(0.2)
             law = G711Law(ear.packets[0].payload_type)
             words = ("you-are-caller-number", "one", "your-estimated-wait-is",
                      "less-than-one-minute", "thank-you-for-holding")
             spoken = center.driver.prompts.source(words, law).frames
             start = ear.find(spoken)
             assert start is not None  # every frame of the five prompts, in order, none lost
-            run = ear.packets[start:start + len(spoken)]
+            packets = ear.packets
+            run = packets[start:start + len(spoken)]
             assert [p.sequence for p in run] == [
                 (run[0].sequence + k) % 65536 for k in range(len(run))]
             # decoded, it is the prompts' recorded speech (up to G.711's quantisation)
@@ -513,8 +536,8 @@ async def test_a_waiting_customer_hears_its_position_and_estimated_wait_spoken()
             assert dot / math.sqrt(sum(x * x for x in heard) * sum(x * x for x in said)) > 0.99
             # music on hold before and after: ringback from its start again
             ringback = ToneSource.named("ringback", law).frames
-            assert bytes(ear.packets[start - 1].payload) in ringback
-            after = [bytes(p.payload) for p in ear.packets[start + len(spoken):][:5]]
+            assert bytes(packets[start - 1].payload) in ringback
+            after = [bytes(p.payload) for p in packets[start + len(spoken):][:5]]
             assert after == list(ringback[:len(after)]) and after
             await call.hangup()
             await clean(center)
@@ -532,26 +555,21 @@ async def test_an_overflow_says_its_prompt(case, tmp_path):
     }[case]
     async with call_center(driver_options=options, others=(Queue("6001"),), max_wait=0.3,
                            overflow=overflow) as center:
-        async with phone("1003", center.port, register=False) as customer_phone:
-            ear = Ear()
-            async with trio.open_nursery() as nursery:
-                call = await dial(customer_phone, "1003", QUEUE, center.port)
-                await nursery.start(ear.listen, call)  # before the answer: nothing missed
-                await until(lambda: bool(ear.packets))  # ringback while it waits
-                law = G711Law(ear.packets[0].payload_type)
-                beep = center.driver._beeps(1, law).frames
-                expected = {
-                    "configured": WavSource.read(closed, law).frames,
-                    # unconfigured and not built in: the first second of "all agents busy"
-                    "default": center.driver.prompts.source(["all-agents-busy"], law).frames[:50],
-                    "recording": (center.driver.prompts.source(["leave-message"], law).frames
-                                  + beep),
-                    # moved to another queue: told to hold on, then the music again
-                    "queue": (center.driver.prompts.source(["please-hold"], law).frames
-                              + ToneSource.named("ringback", law).frames[:5]),
-                }[case]
-                await until(lambda: ear.find(expected) is not None, 10)
-                nursery.cancel_scope.cancel()
+        async with customer_with_ear() as (customer_phone, ear):
+            call = ear.call = await dial(customer_phone, "1003", QUEUE, center.port)
+            await until(lambda: bool(ear.packets))  # ringback while it waits
+            law = G711Law(ear.packets[0].payload_type)
+            beep = center.driver._beeps(1, law).frames
+            expected = {
+                "configured": WavSource.read(closed, law).frames,
+                # unconfigured and not built in: the first second of "all agents busy"
+                "default": center.driver.prompts.source(["all-agents-busy"], law).frames[:50],
+                "recording": center.driver.prompts.source(["leave-message"], law).frames + beep,
+                # moved to another queue: told to hold on, then the music again
+                "queue": (center.driver.prompts.source(["please-hold"], law).frames
+                          + ToneSource.named("ringback", law).frames[:5]),
+            }[case]
+            await until(lambda: ear.find(expected) is not None, 10)
             await hangup_quietly(call)
             await clean(center)
 
@@ -559,15 +577,11 @@ async def test_an_overflow_says_its_prompt(case, tmp_path):
 async def test_without_its_prompts_the_driver_beeps_the_position(monkeypatch, caplog):
     monkeypatch.setattr(prompts_module, "SOUNDS", "no-such-folder")  # a broken installation
     async with call_center(announce_every=0.3) as center:
-        async with phone("1003", center.port, register=False) as customer_phone:
-            ear = Ear()
-            async with trio.open_nursery() as nursery:
-                call = await dial(customer_phone, "1003", QUEUE, center.port)
-                await nursery.start(ear.listen, call)
-                await until(lambda: bool(ear.packets))
-                beep = center.driver._beeps(1, G711Law(ear.packets[0].payload_type)).frames
-                await until(lambda: ear.find(beep) is not None)  # position 1: one beep
-                nursery.cancel_scope.cancel()
+        async with customer_with_ear() as (customer_phone, ear):
+            call = ear.call = await dial(customer_phone, "1003", QUEUE, center.port)
+            await until(lambda: bool(ear.packets))
+            beep = center.driver._beeps(1, G711Law(ear.packets[0].payload_type)).frames
+            await until(lambda: ear.find(beep) is not None)  # position 1: one beep
             await call.hangup()
             await clean(center)
     assert "no voice prompts" in caplog.text and "cannot say you-are-caller-number" in caplog.text
