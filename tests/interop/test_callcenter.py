@@ -228,17 +228,22 @@ class Rig:
                 outcomes[CallOutcome.ABANDONED], outcomes[CallOutcome.OVERFLOWED],
                 outcomes[CallOutcome.REJECTED], 0,
             ), queue_id
+            rules = next(q for q in self.engine.queues() if q.queue_id == queue_id)
             waits = [r.answered_at - r.arrived_at for r in mine if r.answered_at is not None]
-            if waits:
-                assert stats.average_speed_of_answer == pytest.approx(
-                    sum(waits) / len(waits), abs=EPSILON)
-            else:
-                assert stats.average_speed_of_answer is None
+            assert stats.average_speed_of_answer == (
+                pytest.approx(sum(waits) / len(waits), abs=EPSILON) if waits else None)
+            left = len(mine) - outcomes[CallOutcome.REJECTED]
+            within = sum(wait <= rules.service_level_threshold for wait in waits)
+            assert stats.service_level == (pytest.approx(within / left) if left else None)
+            handled = [talk(r) + rules.wrap_up_time for r in mine if r.ended_at is not None]
+            assert stats.average_handle_time == (
+                pytest.approx(sum(handled) / len(handled), abs=EPSILON) if handled else None)
         for agent in self.members:
             stats = self.engine.agent_stats(agent, now)
             offers = sum(o.agent_id == agent for r in records for o in r.offers)
-            answered = sum(r.agent_id == agent for r in records)
-            assert (stats.offered, stats.answered) == (offers, answered), agent
+            mine = [r for r in records if r.agent_id == agent]
+            assert (stats.offered, stats.answered) == (offers, len(mine)), agent
+            assert stats.talk_time == pytest.approx(sum(map(talk, mine)), abs=EPSILON)
 
     async def finish(self) -> list[CallRecord]:
         """Once the switch is idle, stop the phones (SIGUSR1: SIPp ends once its calls are
@@ -279,6 +284,11 @@ async def call_center(
             yield Rig(switch, phone_nursery, phones or {})
             phone_nursery.cancel_scope.cancel()  # phones of a test that did not finish()
         nursery.cancel_scope.cancel()
+
+
+def talk(record: CallRecord) -> float:
+    assert record.answered_at is not None and record.ended_at is not None
+    return record.ended_at - record.answered_at
 
 
 def offered_to(record: CallRecord) -> list[str | None]:

@@ -5,9 +5,10 @@ Every case is built so that the agent answering each call is determined, and dif
 what the other strategies would pick wherever the setup allows it: the agents' log-in order
 (who has been idle longest), a history of earlier calls (how many, how long), skills, weights,
 or phones that only ring. Customers call one at a time (the switch idle in between) unless a
-step puts several together, 0.2 s apart. The random strategies run on the engine's fixed seed:
-their expected agents are the library's own strategy functions replayed on that seed, one
-draw per call (each caller is routed once, on arrival, with every agent free).
+step puts several together (each 0.1 s after the one before it arrived). The random
+strategies run on the engine's fixed seed: their expected agents are the library's own
+strategy functions replayed on that seed, one draw per call (each caller is routed once, on
+arrival, with every agent free).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def one_by_one(calls: int, hold: float = 0.3) -> tuple[Step, ...]:
 
 
 def together(calls: int, hold: float = 1.0) -> tuple[Step, ...]:
-    return (tuple(Customer(hold, delay=0.2 * i) for i in range(calls)),)
+    return (tuple(Customer(hold, delay=0.1) for _ in range(calls)),)
 
 
 def replay(strategy: StrategyFunction, calls: int) -> Callable[[CallCenter], list[str]]:
@@ -134,11 +135,14 @@ CASES = {
         "ring-all", (login(A, B, C), *one_by_one(2)), answered=(C, C),
         phones={A: RING, B: RING}, offers=((A, B, C),) * 2, check=offers_together,
     ),
-    # logged in C, B, A: idle longest first, then whoever finished a call longest ago
+    # A took two calls alone, then C and B logged in: A, idle since before they came, takes
+    # the next one too (although it took the most calls), then C, idle longer than B
     "longest-idle": Case(
-        "longest-idle", (login(C, B, A), *one_by_one(4)), answered=(C, B, A, C),
+        "longest-idle", (login(A), *one_by_one(2), login(C, B), *one_by_one(2)),
+        answered=(A, A, A, C),
     ),
-    # the same log-in order, but round-robin starts at the first in order and goes round
+    # logged in C, B, A (C idle longest), but round-robin starts at the first in order and
+    # goes round
     "round-robin": Case(
         "round-robin", (login(C, B, A), *one_by_one(4)), answered=(A, B, C, A),
     ),
