@@ -337,7 +337,7 @@ def customer_leg(center: Center) -> str:
     return waiting.caller.session_id
 
 
-async def test_waiting_customers_hear_ringback_and_position_beeps_until_answered():
+async def test_waiting_customers_hear_ringback_and_announcements_until_answered():
     async with call_center(announce_every=0.6) as center:  # a beep is 0.4 s
         async with phone("1003", center.port, register=False) as customer_phone:
             call = await dial(customer_phone, "1003", QUEUE, center.port)
@@ -350,8 +350,8 @@ async def test_waiting_customers_hear_ringback_and_position_beeps_until_answered
                         and playback.loop is loop)
 
             await until(lambda: hears(ToneSource, True))  # music on hold: ringback
-            await until(lambda: hears(FrameListSource, False))  # the position: one beep
-            await until(lambda: hears(ToneSource, True))  # and the music again
+            await until(lambda: hears(FrameListSource, False))  # the announcement
+            await until(lambda: hears(ToneSource, True), timeout=10)  # and the music again
             ann = Phone()
             async with phone("1001", center.port, ann, register=False) as ann_phone:
                 await center.register(ann_phone, "1001")
@@ -406,7 +406,7 @@ async def test_an_announce_overflow_plays_then_hangs_up_and_an_unknown_queue_is_
             call = await dial(customer_phone, "1003", QUEUE, center.port)
             await call.wait_state(CallState.ACTIVE, timeout=5)
             leg = customer_leg(center)
-            # no WAV for "closed": three beeps, then the hang-up
+            # no WAV for "closed": the built-in "all agents busy", then the hang-up
             await until(lambda: (p := playing(center, leg)) is not None and not p.loop)
             with trio.fail_after(5):
                 assert (await call.wait_ended()).kind is EndKind.REMOTE_HANGUP
