@@ -269,17 +269,16 @@ async def call_center(
 ) -> AsyncIterator[Rig]:
     """A softswitch running ``queues`` on the call engine; ``phones``: the SIPp scenario of
     each agent's phone (default :data:`ANSWER`). The engine is the config's
-    (:func:`make_call_center`) with a fixed seed and ``tweaks`` applied, in place before any
-    agent logs in: the config has no key for a seed, skills, weights or progressive steps."""
+    (:func:`make_call_center`) with a fixed seed and ``tweaks`` applied: the config has no
+    key for a seed, skills, weights or progressive steps. (They go through the empty store
+    and back as the switch starts.)"""
+    settings = config(queues, str(tmp_path / "cc.sqlite"))
+    engine = make_call_center(settings, seed=SEED)
+    for tweak in tweaks:
+        tweak(engine, trio.current_time())
     async with trio.open_nursery() as nursery:
-        switch: Softswitch = await nursery.start(
-            Softswitch(config(queues, str(tmp_path / "cc.sqlite"))).run
-        )
-        assert switch.driver is not None
-        engine = make_call_center(switch.config, seed=SEED)
-        for tweak in tweaks:
-            tweak(engine, trio.current_time())
-        switch.driver.engine = engine
+        switch: Softswitch = await nursery.start(Softswitch(settings, engine=engine).run)
+        assert switch.driver is not None and switch.driver.engine is engine
         async with trio.open_nursery() as phone_nursery:
             yield Rig(switch, phone_nursery, phones or {})
             phone_nursery.cancel_scope.cancel()  # phones of a test that did not finish()
