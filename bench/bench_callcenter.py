@@ -41,6 +41,7 @@ class TimedEngine:
     def __init__(self, engine: CallCenter) -> None:
         self._engine = engine
         self.seconds = 0.0
+        self.by_method: dict[str, float] = {}
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._engine, name)
@@ -53,7 +54,9 @@ class TimedEngine:
             try:
                 return attr(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - start
+                spent = time.perf_counter() - start
+                self.seconds += spent
+                self.by_method[name] = self.by_method.get(name, 0.0) + spent
 
         return timed
 
@@ -168,6 +171,8 @@ async def bench(args: argparse.Namespace) -> int:
     print(f"average speed of answer {asa:.3f} s" if asa is not None else "no answers")
     print(f"engine CPU per call {engine.seconds / max(total, 1) * 1e6:.0f} us "
           f"({engine.seconds * 1e3:.1f} ms in all)")
+    ranked = sorted(engine.by_method.items(), key=lambda item: -item[1])
+    print("  by input: " + ", ".join(f"{name} {spent * 1e3:.1f} ms" for name, spent in ranked[:6]))
     return 0 if lost == 0 else 1
 
 

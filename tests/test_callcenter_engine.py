@@ -623,6 +623,7 @@ def test_calls_elsewhere_keep_an_agent_from_queue_calls() -> None:
     engine = center(queue, agent("a1"), agent("a2", max_concurrent=2))
     engine.agent_calls_elsewhere("a1", 1, now=1.0)
     assert engine.agent_state("a1") is AgentState.ON_CALL
+    assert engine.agent_elsewhere("a1") == engine.agent_status("a1").elsewhere == 1
     # a1 was idle longest, but it is busy: a2 (limit 2) takes both callers
     assert offers(engine.caller_arrives(Caller("c1", "s1"), "q", now=2.0)) == [("c1", "a2")]
     engine.agent_calls_elsewhere("a2", 1, now=3.0)

@@ -394,7 +394,7 @@ class CallCenterDriver:
         ``max_concurrent`` and shows it on call."""
         for agent in self.engine.agents():
             count = calls.get(agent.sip_user, 0)
-            if self.engine.agent_status(agent.agent_id).elsewhere != count:
+            if self.engine.agent_elsewhere(agent.agent_id) != count:
                 self._input(self.engine.agent_calls_elsewhere, agent.agent_id, count)
 
     def pause(self, agent_id: str, reason: str) -> None:
