@@ -42,10 +42,20 @@ from .test_softswitch import free_udp_port
 A, B, C = "1001", "1002", "1003"
 PASSWORDS = {A: "demo1001", B: "demo1002", C: "demo1003"}
 QUEUE = "6000"
-#: agents' phones: one that answers at once, one that rings until the queue cancels it
-ANSWER = scenario("agent_answer.xml")
-RING = scenario("uas_ring_cancel.xml")
-REJECT = scenario("uas_reject.xml")  # 486 Busy Here to a call for any agent
+
+
+@attrs.frozen
+class Phone:
+    """What an agent's phone (a SIPp UAS) does with each call: its scenario and options."""
+
+    scen: str
+    extra: tuple[str, ...] = ()
+
+
+ANSWER = Phone(scenario("agent_answer.xml"))  # answers at once, the customer hangs up
+RING = Phone(scenario("uas_ring_cancel.xml"))  # rings until the queue cancels it
+REJECT = Phone(scenario("uas_reject.xml"))  # 486 Busy Here
+HANG_UP = Phone(scenario("uas_bye.xml"), ("-d", "1000"))  # answers, hangs up after 1 s
 #: the engine's seed: the random strategies route the same way on every run
 SEED = 7
 # the timestamps of a record are the engine's times moved to the Unix epoch: a float sum
@@ -113,7 +123,7 @@ class Rig:
     customers; see :func:`call_center`."""
 
     def __init__(self, switch: Softswitch, phones: trio.Nursery,
-                 scenarios: Mapping[str, str]) -> None:
+                 scenarios: Mapping[str, Phone]) -> None:
         self.switch = switch
         self.port = switch.coordinator.port("UDP")
         self.queue_ids = [q.number for q in switch.config.queues]
@@ -151,10 +161,10 @@ class Rig:
                     await trio.sleep(0.02)
         await trio.sleep(0.3)  # SIPp binds its socket after it starts
 
-    async def _phone(self, user: str, scen: str, port: int,
+    async def _phone(self, user: str, phone: Phone, port: int,
                      task_status: trio.TaskStatus[trio.Process]) -> None:
-        self.phone_results[user] = await run_sipp(scen, target=None, local_port=port,
-                                                  calls=1000, timeout=60,
+        self.phone_results[user] = await run_sipp(phone.scen, target=None, local_port=port,
+                                                  calls=1000, timeout=60, extra=phone.extra,
                                                   task_status=task_status)
 
     def arrivals(self) -> int:
@@ -265,10 +275,10 @@ class Rig:
 @asynccontextmanager
 async def call_center(
     tmp_path: Path, queues: Sequence[QueueConfig], *tweaks: Tweak,
-    phones: Mapping[str, str] | None = None,
+    phones: Mapping[str, Phone] | None = None,
 ) -> AsyncIterator[Rig]:
-    """A softswitch running ``queues`` on the call engine; ``phones``: the SIPp scenario of
-    each agent's phone (default :data:`ANSWER`). The engine is the config's
+    """A softswitch running ``queues`` on the call engine; ``phones``: what each agent's
+    phone does (default :data:`ANSWER`). The engine is the config's
     (:func:`make_call_center`) with a fixed seed and ``tweaks`` applied: the config has no
     key for a seed, skills, weights or progressive steps. (They go through the empty store
     and back as the switch starts.)"""
@@ -337,14 +347,21 @@ async def test_an_agent_that_misses_is_skipped_then_auto_paused(sipp, tmp_path, 
 # -- wrap-up --
 
 
-async def test_an_agent_is_not_offered_a_call_during_its_wrap_up(sipp, tmp_path):
+@pytest.mark.parametrize("hangs_up", ["customer", "agent"])
+async def test_an_agent_is_not_offered_a_call_during_its_wrap_up(sipp, tmp_path, hangs_up):
     """One agent, wrap-up 1 s: the second customer, waiting since before the first call
-    ended, is offered to the agent only once the wrap-up is over."""
+    ended, is offered to the agent only once the wrap-up is over. Each call lasts about 1 s
+    and is ended by the customer, or by the agent (the switch then hangs up the customer)."""
     wrap = 1.0
     q = queue(strategy="linear", members=(A,), wrap_up_time=wrap)
-    async with call_center(tmp_path, [q]) as rig:
+    by_agent = hangs_up == "agent"
+    async with call_center(tmp_path, [q], phones={A: HANG_UP if by_agent else ANSWER}) as rig:
         await rig.login(A)
-        await rig.call(Customer(hold=1.0), Customer(hold=3.0, delay=0.3))
+        if by_agent:  # each customer waits for the switch's BYE
+            wait_bye = scenario("uac_wait_bye.xml")
+            await rig.call(Customer(scen=wait_bye), Customer(scen=wait_bye, delay=0.3))
+        else:
+            await rig.call(Customer(hold=1.0), Customer(hold=3.0, delay=0.3))
         with trio.fail_after(5):  # the second wrap-up
             while rig.engine.agent_state(A) is not AgentState.AVAILABLE:
                 await trio.sleep(0.02)

@@ -40,6 +40,7 @@ from .test_callcenter import (
     B,
     C,
     Customer,
+    Phone,
     Rig,
     Tweak,
     call_center,
@@ -124,7 +125,7 @@ class Case:
     members: tuple[str, ...] = (A, B, C)
     settings: Mapping[str, object] = attrs.field(factory=dict)
     tweaks: tuple[Tweak, ...] = ()
-    phones: Mapping[str, str] = attrs.field(factory=dict)
+    phones: Mapping[str, Phone] = attrs.field(factory=dict)
     offers: tuple[tuple[str, ...], ...] | None = None
     check: Callable[[list[CallRecord]], None] | None = None
 
@@ -215,3 +216,18 @@ async def run_script(rig: Rig, script: tuple[Step, ...]) -> None:
         else:
             await rig.call(*step)
 
+
+
+async def test_ring_all_when_every_phone_answers_one_wins(sipp, tmp_path: Path) -> None:
+    """Ring-all with phones that all answer at once: one answer wins the race, the other
+    phones' answers are hung up (each phone still sees a complete call); whichever wins, each
+    call is bridged with exactly one agent."""
+    async with call_center(tmp_path, [queue(strategy="ring-all")]) as rig:
+        await rig.login(A, B, C)
+        for _ in range(3):
+            await rig.call(Customer())
+        records = await rig.finish()
+    for r in records:
+        assert offered_to(r) == [A, B, C] and r.agent_id in (A, B, C)
+        assert [o.missed_reason for o in r.offers if o.agent_id != r.agent_id] == [
+            "answered-elsewhere"] * 2
