@@ -524,3 +524,29 @@ async def test_agents_pause_and_resume_from_their_phone_with_feature_codes():
             call = await dial(other, "1002", "*46*", port)
             with trio.fail_after(5):
                 assert (await call.wait_ended()).status == 404
+
+
+async def test_agents_on_an_extension_call_are_not_offered_queue_calls():
+    """1001 calls 1002: both are on call for the engine, so a customer waits; when they hang
+    up both are free and the customer is offered to them (ring-all) and answered."""
+    async with softswitch() as running:
+        port = sip_port(running)
+        driver = running.softswitch.driver
+        assert driver is not None
+        ann_phone, bob = Phone(), Phone()
+        async with phone("1002", port, bob), phone("1001", port, ann_phone) as ann, \
+                phone("1003", port, register=False) as customer:
+            await until(lambda: driver.engine.agent_state("1002") is AgentState.AVAILABLE)
+            extension = await dial(ann, "1001", "1002", port)
+            assert await extension.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            await until(lambda: driver.engine.agent_state("1001") is AgentState.ON_CALL
+                        and driver.engine.agent_state("1002") is AgentState.ON_CALL)
+            call = await dial(customer, "1003", "6000", port)
+            assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            await trio.sleep(0.3)
+            assert (len(ann_phone.incoming), len(bob.incoming)) == (0, 1)  # no offer
+            assert [w.position for w in driver.engine.waiting("6000")] == [1]
+            await extension.hangup()
+            await until(lambda: len(driver.engine.live_calls()) == 1)  # offered and answered
+            await call.hangup()
+            await settled(running)

@@ -388,14 +388,15 @@ class CallCenterDriver:
                 if isinstance(event, RegistrationChanged):
                     self.refresh_agents()
 
-    def calls_elsewhere(self, calls: Mapping[str, int]) -> None:
-        """How many calls each SIP user's phone is on outside the call center (e.g.
-        extension calls; users not named: none). The engine counts them against the agent's
-        ``max_concurrent`` and shows it on call."""
+    def calls_elsewhere(self, sip_user: str, calls: int) -> None:
+        """The phone of ``sip_user`` is now on ``calls`` calls outside the call center (e.g.
+        extension calls): the engine counts them against its agents' ``max_concurrent``
+        and shows them on call."""
         for agent in self.engine.agents():
-            count = calls.get(agent.sip_user, 0)
-            if self.engine.agent_elsewhere(agent.agent_id) != count:
-                self._input(self.engine.agent_calls_elsewhere, agent.agent_id, count)
+            if agent.sip_user != sip_user:
+                continue
+            if self.engine.agent_elsewhere(agent.agent_id) != calls:
+                self._input(self.engine.agent_calls_elsewhere, agent.agent_id, calls)
 
     def pause(self, agent_id: str, reason: str) -> None:
         """Pause an agent (its calls go on; it is offered nothing until :meth:`resume`)."""

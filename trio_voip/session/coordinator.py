@@ -482,6 +482,10 @@ class SessionCoordinator:
         """The live calls."""
         return list(self._calls.values())
 
+    def get_call(self, session_id: str) -> CallSession | None:
+        """The live call ``session_id`` (None once it has ended)."""
+        return self._calls.get(session_id)
+
     def subscribe_to_session_events(
         self, buffer: int | None = None
     ) -> trio.MemoryReceiveChannel[SessionEvent]:

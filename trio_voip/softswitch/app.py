@@ -55,7 +55,9 @@ from trio_voip.session import (
     CallDirection,
     CallHandler,
     CallSession,
+    CallEnded,
     CallState,
+    CallStateChanged,
     EndKind,
     EndReason,
     SessionCoordinator,
@@ -228,6 +230,9 @@ class Softswitch(CallHandler):
         self._callee_of: dict[str, str] = {}
         # callers answered, to be bridged with their callee's leg once their ACK is in
         self._pending: dict[str, CallSession] = {}
+        # each user's live calls (call ids), and the user of each, from session events
+        self._user_calls: dict[str, set[str]] = {}
+        self._party_of: dict[str, str] = {}
         self._version = 0
         self._changed = trio.Event()
 
@@ -338,19 +343,38 @@ class Softswitch(CallHandler):
                 self.notify_changed()
 
     async def _follow_calls(self, events: trio.MemoryReceiveChannel[Any]) -> None:
-        """Tell the call engine about its agents' calls outside the queues as they change."""
+        """Count each user's calls as they come and go, for the call engine (its agents'
+        calls outside the queues): constant work per event, whatever the number of calls."""
         async with events:
-            async for _ in events:
-                # one look (a pass over all calls) for a whole burst of events
-                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                    while True:
-                        events.receive_nowait()
-                self._tell_engine_calls()
+            async for event in events:
+                if isinstance(event, CallEnded):
+                    self._untrack(event.session_id)
+                elif isinstance(event, CallStateChanged):
+                    call = self.coordinator.get_call(event.session_id)
+                    if call is not None:
+                        self._track(call)
 
-    def _tell_engine_calls(self) -> None:
+    def _track(self, call: CallSession) -> None:
+        if call.id in self._party_of:
+            return
+        party = self._party(call)  # None for a leg we placed but have not named yet
+        if party is not None:
+            self._party_of[call.id] = party
+            self._user_calls.setdefault(party, set()).add(call.id)
+            self._tell_engine(party)
+
+    def _untrack(self, call_id: str) -> None:
+        party = self._party_of.pop(call_id, None)
+        if party is not None:
+            calls = self._user_calls[party]
+            calls.discard(call_id)
+            if not calls:
+                del self._user_calls[party]
+            self._tell_engine(party)
+
+    def _tell_engine(self, user: str) -> None:
         if self.driver is not None:
-            calls = self.presence().calls
-            self.driver.calls_elsewhere({user: len(c) for user, c in calls.items()})
+            self.driver.calls_elsewhere(user, len(self._user_calls.get(user, ())))
 
     # -- who is where --
 
@@ -460,7 +484,7 @@ class Softswitch(CallHandler):
         if queue is not None:
             if self.router is None:  # stopping
                 return CallDecision.reject(503)
-            self._tell_engine_calls()  # an agent calling the queue is not offered its own call
+            self._track(call)  # an agent calling the queue is not offered its own call
             return await self.router.route(call, queue)
         return CallDecision.reject(404)
 
