@@ -30,7 +30,7 @@ from trio_voip.sip.registrar import RegistrationClient, RegistrationSucceeded
 from trio_voip.sip.uri import SipUri
 from trio_voip.softswitch import HttpConfig, QueueConfig, RtpConfig, SipConfig, Softswitch
 from trio_voip.softswitch.app import make_call_center
-from trio_voip.softswitch.config import SoftswitchConfig, UserConfig
+from trio_voip.softswitch.config import CallCenterConfig, SoftswitchConfig, UserConfig
 
 QUEUE = "6000"
 
@@ -101,6 +101,7 @@ async def bench(args: argparse.Namespace) -> int:
         sip=SipConfig(port=0, transports=("udp",), auth_invite=False),
         rtp=RtpConfig(34000, 35999),
         http=HttpConfig(enabled=False),
+        callcenter=CallCenterConfig(store=None),  # the engine's CPU, not the disk's
         users=users,
         queues=(QueueConfig(QUEUE, "bench", strategy=args.strategy,
                             members=tuple(u.name for u in users), wrap_up_time=args.wrap_up,

@@ -1,12 +1,13 @@
 """The softswitch of ``trio-voip serve``, put together in code instead of TOML, with a call log.
 
-    python examples/softswitch.py [--sip-port 5060] [--http-port 8080]
+    python examples/softswitch.py [--sip-port 5060] [--http-port 8080] [--store FILE]
 
 Two users (alice/wonderland, bob/builder) register and call each other by name; dialing 600
 queues the caller (music on hold) for the call engine, which offers it to the agent of the two
 idle longest (5 s of wrap-up after each call). The supervisor page is on
 http://127.0.0.1:8080/. Every session and bridge event is printed as it happens. Ctrl-C ends
-the live calls with BYE.
+the live calls with BYE. Agents, queues and call records are kept in ``callcenter.sqlite``
+(``--store ""``: nowhere).
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ from trio_voip.softswitch import (
     SupervisorServer,
     UserConfig,
 )
+from trio_voip.softswitch.config import CallCenterConfig
 
 __all__ = ["make_config", "log_events", "main"]
 
 
-def make_config(sip_port: int, http_port: int) -> SoftswitchConfig:
+def make_config(sip_port: int, http_port: int, store: str | None) -> SoftswitchConfig:
     return SoftswitchConfig(
         sip=SipConfig(host="127.0.0.1", port=sip_port),
         rtp=RtpConfig(start=20000, end=20999, relay=True),
         http=HttpConfig(port=http_port),
+        callcenter=CallCenterConfig(store=store),
         users=(UserConfig("alice", "wonderland", "Alice"), UserConfig("bob", "builder", "Bob")),
         queues=(QueueConfig("600", "everyone", strategy="longest-idle", wrap_up_time=5.0,
                             members=("alice", "bob")),),
@@ -70,8 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sip-port", type=int, default=5060)
     parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument("--store", default="callcenter.sqlite")
     args = parser.parse_args()
-    trio.run(run, make_config(args.sip_port, args.http_port))
+    trio.run(run, make_config(args.sip_port, args.http_port, args.store))
 
 
 if __name__ == "__main__":

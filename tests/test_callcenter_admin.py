@@ -1,6 +1,8 @@
 """Admin of the call engine at runtime (CallCenterDriver): agents and queues added, edited and
-removed in the engine and the store, pauses kept, everything back after a restart; and the
-coordinator's users changed while it runs, so an agent added with a password can register."""
+removed in the engine and the store, pauses kept, everything back after a restart (the
+configuration's edits applied, runtime edits and removals of what it did not change kept);
+and the coordinator's users changed while it runs, so an agent added with a password can
+register."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 import trio
 
@@ -36,9 +39,13 @@ def agent_2001(monkeypatch):
 
 
 @contextlib.asynccontextmanager
-async def running(store: Store | None = None) -> AsyncIterator[Softswitch]:
-    """The softswitch with queue 6000 served by agents 1001 and 1002 (1003 calls in)."""
-    config = test_config(queues=(QueueConfig(QUEUE, "support", members=("1001", "1002")),))
+async def running(
+    store: Store | None = None, queues: tuple[QueueConfig, ...] | None = None
+) -> AsyncIterator[Softswitch]:
+    """The softswitch with ``queues``, by default queue 6000 served by agents 1001 and 1002
+    (1003 calls in)."""
+    config = test_config(queues=queues or (QueueConfig(QUEUE, "support",
+                                                       members=("1001", "1002")),))
     options = {"store": store} if store is not None else {}
     async with trio.open_nursery() as nursery:
         switch: Softswitch = await nursery.start(
@@ -396,10 +403,12 @@ async def test_the_store_comes_back_after_a_restart(tmp_path, caplog):
         # the configuration seeded the store
         assert [r.id for r in await store.list_agents()] == ["1001", "1002"]
         assert [(r.id, r.name) for r in await store.list_queues()] == [(QUEUE, "support")]
+        assert list(await store.seeds("agent")) == ["1001", "1002"]
+        assert list(await store.seeds("queue")) == [QUEUE]
         await driver.add_queue(QueueRecord("7000", "sales", "linear", {"ring_timeout": 4.0}))
         await driver.add_agent(new_agent(driver, queues={"7000"}))
         await driver.update_queue(QueueRecord(QUEUE, "help desk", "random"))
-        await driver.remove_agent("1002")  # configured: back after the restart
+        await driver.remove_agent("1002")  # configured, but removed: stays removed
         port = switch.coordinator.port("UDP")
         async with phone("1001", port):
             await until(lambda: driver.engine.agent_state("1001") is AgentState.AVAILABLE)
@@ -411,7 +420,7 @@ async def test_the_store_comes_back_after_a_restart(tmp_path, caplog):
     async with SqliteStore.open(path) as store, running(store) as switch:
         driver = driver_of(switch)
         engine = driver.engine
-        assert {a.agent_id for a in engine.agents()} == {"1001", "1002", "a2001"}
+        assert {a.agent_id for a in engine.agents()} == {"1001", "a2001"}
         assert driver.get_queue("7000") == QueueRecord("7000", "sales", "linear",
                                                        {"ring_timeout": 4.0})
         assert driver.get_queue(QUEUE).name == "help desk"
@@ -438,6 +447,82 @@ async def test_the_store_comes_back_after_a_restart(tmp_path, caplog):
             await until(lambda: not switch.coordinator.calls)
         history = [c.state for c in await store.agent_history("1001")]
         assert history == ["available", "paused"] * 2  # before and after the restart
+
+
+async def test_a_configuration_edit_applies_and_runtime_edits_of_the_rest_survive(tmp_path):
+    async with SqliteStore.open(tmp_path / "cc.sqlite") as store:
+        async with running(store) as switch:
+            driver = driver_of(switch)
+            await driver.update_queue(QueueRecord(QUEUE, "help desk", "random"))
+            one = await driver.get_agent("1001")
+            await driver.update_agent(attrs.evolve(one, skills={"fr": 3}, max_concurrent=2))
+        # the same configuration: the runtime edits stand
+        async with running(store) as switch:
+            driver = driver_of(switch)
+            assert driver.get_queue(QUEUE) == QueueRecord(QUEUE, "help desk", "random")
+            assert (await driver.get_agent("1001")).skills == {"fr": 3}
+            assert driver.engine.agent_status("1001").agent.max_concurrent == 2
+        # the queue edited in the configuration: that applies; the agents' did not change
+        linear = QueueConfig(QUEUE, "support", strategy="linear", ring_timeout=4.0,
+                             members=("1001", "1002"))
+        async with running(store, (linear,)) as switch:
+            driver = driver_of(switch)
+            expected = QueueRecord(QUEUE, "support", "linear",
+                                   {"ring_timeout": 4.0, "join_empty": "strict"})
+            assert driver.get_queue(QUEUE) == expected == await store.get_queue(QUEUE)
+            state = switch.state()["queues"][0]
+            assert (state["name"], state["strategy"]) == ("support", "linear")
+            assert (await driver.get_agent("1001")).skills == {"fr": 3}
+        two = await store.get_agent("1002")
+        assert two is not None
+        await store.update_agent(attrs.evolve(two, paused=True, pause_reason="lunch"))
+        # the members reordered: both agents' rank changes, so their configured definitions
+        # apply (1001's runtime skills go); 1002's pause is runtime state: it stays
+        reordered = attrs.evolve(linear, members=("1002", "1001"))
+        async with running(store, (reordered,)) as switch:
+            driver = driver_of(switch)
+            one, two = await driver.get_agent("1001"), await driver.get_agent("1002")
+            assert (one.skills, one.max_concurrent, one.order, two.order) == ({}, 1, 1, 0)
+            assert (two.paused, two.pause_reason) == (True, "lunch")
+            (state,) = [a for a in driver.agents_state() if a["id"] == "1002"]
+            assert state["paused"] == "lunch"
+            assert driver.get_queue(QUEUE) == expected
+
+
+async def test_runtime_removals_of_configured_ones_survive_a_restart(tmp_path):
+    support = QueueConfig(QUEUE, "support", members=("1001", "1002"))
+    sales = QueueConfig("7000", "sales", members=("1001",))
+    async with SqliteStore.open(tmp_path / "cc.sqlite") as store:
+        async with running(store, (support, sales)) as switch:
+            driver = driver_of(switch)
+            await driver.remove_queue("7000")
+            await driver.remove_agent("1002")
+        for _ in range(2):  # not back, however often it starts
+            async with running(store, (support, sales)) as switch:
+                driver = driver_of(switch)
+                assert [q.queue_id for q in driver.engine.queues()] == [QUEUE]
+                assert [q["number"] for q in switch.state()["queues"]] == [QUEUE]
+                assert [a.agent_id for a in driver.engine.agents()] == ["1001"]
+                assert [q.id for q in await store.list_queues()] == [QUEUE]
+                assert [a.id for a in await store.list_agents()] == ["1001"]
+                port = switch.coordinator.port("UDP")
+                async with phone("1003", port, register=False) as customer:
+                    call = await dial(customer, "1003", "7000", port)
+                    with trio.fail_after(5):
+                        assert (await call.wait_ended()).status == 404
+        # the configuration edits the removed queue: it is back, as configured; 1002 is not
+        random = attrs.evolve(sales, strategy="random")
+        async with running(store, (support, random)) as switch:
+            driver = driver_of(switch)
+            back = driver.get_queue("7000")
+            assert (back.name, back.strategy) == ("sales", "random")
+            assert await store.get_queue("7000") == back
+            assert [a.agent_id for a in driver.engine.agents()] == ["1001"]
+        # dropped from the configuration: gone from the store, seed and all
+        async with running(store, (support,)) as switch:
+            assert [q.queue_id for q in driver_of(switch).engine.queues()] == [QUEUE]
+            assert [q.id for q in await store.list_queues()] == [QUEUE]
+            assert list(await store.seeds("queue")) == [QUEUE]
 
 
 async def test_restore_needs_a_store():

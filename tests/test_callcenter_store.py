@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trio_voip.callcenter.store import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     AgentRecord,
     AgentStateChange,
@@ -29,6 +30,7 @@ from trio_voip.callcenter.store import (
     SqliteStore,
     Store,
     apply_call_event,
+    record_definition,
 )
 from trio_voip.errors import DuplicateRecord, RecordNotFound, StoreError, TrioVoipError
 from trio_voip.sip.digest import PrecomputedHA1
@@ -152,6 +154,64 @@ async def test_queue_crud(store: Store) -> None:
         await store.remove_queue("support")
     assert await store.list_queues() == [changed]
     assert await store.get_queue("support") is None
+
+
+# --- contract: seeds ------------------------------------------------------------------------
+
+
+async def test_seeds_are_kept_by_kind_and_id(store: Store) -> None:
+    assert await store.seeds("agent") == {}
+    await store.set_seed("queue", "sales", '{"v":1}')
+    await store.set_seed("agent", "sales", "same id, other kind")
+    await store.set_seed("queue", "après", "ü ✓")
+    assert await store.seeds("queue") == {"après": "ü ✓", "sales": '{"v":1}'}
+    assert list(await store.seeds("queue")) == ["après", "sales"]  # by id
+    await store.set_seed("queue", "sales", "")  # replaced (empty text is text)
+    await store.set_seed("queue", "après", None)
+    await store.set_seed("queue", "never", None)  # forgetting a missing one is fine
+    assert await store.seeds("queue") == {"sales": ""}
+    assert await store.seeds("agent") == {"sales": "same id, other kind"}
+    # seeds are apart from records: none of these touch them
+    await store.add_queue(QueueRecord(id="sales", name="S", strategy="random"))
+    await store.remove_queue("sales")
+    assert await store.seeds("queue") == {"sales": ""}
+
+
+async def test_wrong_seed_arguments_are_store_errors(store: Store) -> None:
+    wrong: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.seeds(""),
+        lambda: store.seeds(None),  # type: ignore[arg-type]
+        lambda: store.set_seed("agent", "", "x"),
+        lambda: store.set_seed("", "a1", "x"),
+        lambda: store.set_seed("agent", "a1", b"x"),  # type: ignore[arg-type]
+        lambda: store.set_seed("agent", "a1", "\udc80"),
+        lambda: store.set_seed("agent", 1, "x"),  # type: ignore[arg-type]
+    ]
+    for call in wrong:
+        with pytest.raises(StoreError):
+            await call()
+    assert await store.seeds("agent") == {}
+
+
+def test_a_definition_leaves_out_runtime_state_only() -> None:
+    base = agent("a1", queues={"q2", "q1"}, skills={"en": 3, "de": 1}, weight=2)
+    text = record_definition(base)
+    ha1 = PrecomputedHA1.from_password("a1", "realm", "pw")
+    assert record_definition(attrs.evolve(base, paused=True, pause_reason="lunch")) == text
+    assert record_definition(attrs.evolve(base, credentials=ha1)) == text
+    assert record_definition(agent("a1", queues=["q1", "q2"], skills={"de": 1, "en": 3},
+                                   weight=2.0)) == text
+    for change in ({"name": "x"}, {"sip_user": "b"}, {"queues": {"q1"}}, {"skills": {"en": 3}},
+                   {"max_concurrent": 2}, {"tier": 1}, {"order": 1}, {"weight": 2.5}):
+        assert record_definition(attrs.evolve(base, **change)) != text, change
+    queue = QueueRecord(id="a1", name="Q", strategy="random", settings={"b": 1, "a": [2]})
+    assert record_definition(queue) == record_definition(
+        QueueRecord(id="a1", name="Q", strategy="random", settings={"a": [2], "b": 1}))
+    assert record_definition(queue) != text  # same id, other kind
+    for change in ({"name": "R"}, {"strategy": "linear"}, {"settings": {"b": 1}}):
+        assert record_definition(attrs.evolve(queue, **change)) != record_definition(queue)
+    with pytest.raises(StoreError):
+        record_definition({"id": "a1"})  # type: ignore[arg-type]
 
 
 # --- contract: call records -----------------------------------------------------------------
@@ -534,7 +594,7 @@ async def test_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> N
     path = tmp_path / "v1.db"
     write_db(path, V1_SCHEMA)
     async with SqliteStore.open(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         assert await store.list_agents() == [
             AgentRecord(
                 id="a1",
@@ -577,6 +637,63 @@ async def test_failed_migration_changes_nothing(tmp_path: Path) -> None:
     offered = conn.execute("SELECT offered_agent FROM calls WHERE id = 'c1'").fetchone()
     conn.close()
     assert "tier" not in columns and offered == ("a1",)
+
+
+def write_v2_db(path: Path) -> None:
+    """A version 2 database with data, as that release made it (its migrations are frozen)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:2]:
+        migration(conn)
+    conn.executescript("""
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (2);
+        INSERT INTO agents (id, name, sip_user, queues, skills, max_concurrent, paused,
+            pause_reason, tier, position, weight)
+            VALUES ('a1', 'Zoë', '100', '["sales"]', '{"en": 3}', 2, 1, 'lunch', 1, 4, 2.5);
+        INSERT INTO queues VALUES ('sales', 'Sales', 'linear', '{"ring_timeout": 4.0}');
+        INSERT INTO calls (id, session_id, queue_id, caller, priority, arrived_at, answered_at,
+            outcome, agent_id)
+            VALUES ('c1', 's1', 'sales', 'sip:bob@x', 0, 10.0, 12.0, 'answered', 'a1');
+        INSERT INTO call_offers VALUES ('c1', 0, 'a1', 11.0, NULL, NULL);
+    """)
+    conn.close()
+
+
+async def test_version_2_database_is_migrated_with_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    write_v2_db(path)
+    async with SqliteStore.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 3
+        assert await store.list_agents() == [
+            agent("a1", name="Zoë", sip_user="100", queues={"sales"}, skills={"en": 3},
+                  max_concurrent=2, tier=1, order=4, weight=2.5, paused=True,
+                  pause_reason="lunch")
+        ]
+        assert await store.list_queues() == [
+            QueueRecord(id="sales", name="Sales", strategy="linear",
+                        settings={"ring_timeout": 4.0})
+        ]
+        (call,) = await store.call_records(0.0, 100.0)
+        assert call.offers == (Offer("a1", 11.0),) and call.outcome is CallOutcome.ANSWERED
+        # nothing was seeded before version 3; seeds work at once
+        assert await store.seeds("agent") == {} and await store.seeds("queue") == {}
+        await store.set_seed("agent", "a1", "definition")
+    assert stored_version(path) == SCHEMA_VERSION
+    async with SqliteStore.open(path) as store:
+        assert await store.seeds("agent") == {"a1": "definition"}
+
+
+async def test_failed_migration_to_3_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    write_v2_db(path)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE seeds (x)")  # in migration 3's way
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="seeds"):
+        async with SqliteStore.open(path):
+            pass  # pragma: no cover
+    assert stored_version(path) == 2
 
 
 async def test_newer_database_is_refused_untouched(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from trio_voip.softswitch import (
     serve,
 )
 from trio_voip.session import EndReason
+from trio_voip.softswitch.config import CallCenterConfig
 from trio_voip.testing.network import MemoryNetwork
 
 PASSWORDS = {"1001": "demo1001", "1002": "demo1002", "1003": "demo1003"}
@@ -50,6 +51,7 @@ def test_config(**changes: object) -> SoftswitchConfig:
         sip=SipConfig(port=0, transports=("udp",)),
         rtp=RtpConfig(33000, 33099),
         http=HttpConfig(port=0),
+        callcenter=CallCenterConfig(store=None),  # no test shares a store, none in the repo
     )
     return attrs.evolve(config, **changes)
 
@@ -458,7 +460,7 @@ def test_failure_status(status, expected):
     assert failure_status(None) == 480
 
 
-async def test_describe_says_where_everything_listens():
+async def test_describe_says_where_everything_listens(tmp_path):
     lines: list[str] = []
     config = test_config()
     async with trio.open_nursery() as nursery:
@@ -475,11 +477,14 @@ async def test_describe_says_where_everything_listens():
         "user     1002 (Bob), password demo1002",
         "user     1003 (Carol), password demo1003",
         "queue    6000 support: ring-all, agents 1001, 1002, 1003",
+        "store    none (agents and queues as configured at each start)",
     ]
     lines.clear()
     # A public address, on the in-memory network (no socket is opened: no relay, no page).
     public = SoftswitchConfig(
-        sip=SipConfig(host="192.0.2.1"), rtp=RtpConfig(relay=False), http=HttpConfig(enabled=False)
+        sip=SipConfig(host="192.0.2.1"), rtp=RtpConfig(relay=False),
+        http=HttpConfig(enabled=False),
+        callcenter=CallCenterConfig(store=str(tmp_path / "cc.sqlite")),
     )
     network = MemoryNetwork()
     async with trio.open_nursery() as nursery:
@@ -490,6 +495,7 @@ async def test_describe_says_where_everything_listens():
         nursery.cancel_scope.cancel()
     assert lines[0].startswith("SIP      ") and "192.0.2.1:5060" in lines[0]
     assert lines[2] == "HTTP     off"
+    assert lines[-2] == f"store    {tmp_path / 'cc.sqlite'} (agents, queues, call records)"
     assert lines[-1].startswith("warning  the demo users' passwords are published")
 
 

@@ -20,7 +20,7 @@ async def test_the_example_config_calls_by_name(monkeypatch):
     monkeypatch.setitem(PASSWORDS, "bob", "builder")
     monkeypatch.setitem(PHONE_RTP, "alice", PHONE_RTP["1001"])
     monkeypatch.setitem(PHONE_RTP, "bob", PHONE_RTP["1002"])
-    config = example.make_config(0, 0)
+    config = example.make_config(0, 0, None)
     assert [u.name for u in config.users] == ["alice", "bob"]
     async with trio.open_nursery() as nursery:
         switch: Softswitch = await nursery.start(Softswitch(config).run)

@@ -57,6 +57,9 @@ end = 33299
 [http]
 port = {http}
 
+[callcenter]
+store = "{store}"
+
 [[users]]
 name = "1001"
 password = "demo1001"
@@ -88,7 +91,8 @@ class SoftswitchProcess:
 async def softswitch_process(tmp_path: Path) -> AsyncIterator[SoftswitchProcess]:
     ports = {"sip": free_udp_port(), "http": free_tcp_port()}
     config = tmp_path / "softswitch.toml"
-    config.write_text(CONFIG.format(**ports))
+    # the process runs in the repository: its store goes to tmp_path
+    config.write_text(CONFIG.format(**ports, store=tmp_path / "cc.sqlite"))
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "trio_voip.softswitch", "serve", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -158,6 +162,7 @@ async def test_sipp_calls_a_registered_sipp_extension(sipp, tmp_path, unused_udp
         assert await switch.stop() == 0
     assert switch.output[-2:] == ["SIGTERM: shutting down, ending 0 call(s)", "stopped"]
     assert "user     1002" in switch.output  # a config's users, without passwords
+    assert f"store    {tmp_path / 'cc.sqlite'} (agents, queues, call records)" in switch.output
 
 
 async def test_sipp_calls_the_queue_and_its_one_registered_agent_answers(

@@ -45,11 +45,15 @@ also a softswitch ``QueueRouter`` (``name``, :meth:`~CallCenterDriver.route`,
   phone can register at once). :meth:`~CallCenterDriver.logout` logs an agent out and drops
   its phone's registrations (logged in means registered).
 * **Restart**: :meth:`~CallCenterDriver.restore` (before :meth:`~CallCenterDriver.run`)
-  loads the store's agents and queues into the engine, the stored definition winning over
-  the engine's (the configuration's), and adds to the store the engine's ones it does not
-  know: the configuration seeds the store, runtime edits survive a restart. There are no
-  tombstones, so a configured agent or queue removed at runtime is back after a restart
-  unless it was also removed from the configuration. A pause is kept in the store
+  reconciles the configured agents and queues (the engine's at that point) with the store
+  through its seeds, the definition the configuration last wrote for each
+  (:func:`~.store.record_definition`): a configured one that is new or whose definition
+  changed since its seed is written to the store and its seed updated, so an edit of the
+  configuration applies (an agent keeps its stored pause; its credentials are its user's);
+  one whose definition equals its seed is the store's: the stored record wins, so runtime
+  edits survive, and with no stored record it was removed at runtime and stays removed.
+  One seeded but no longer configured is removed from the store. Those added at runtime
+  (never seeded) load from the store. A pause is kept in the store
   (``AgentRecord.paused``) until a resume or a log-out; one that was on at a restart is put
   back when the agent logs in again, before it is offered anything.
 """
@@ -70,7 +74,9 @@ import attrs
 import trio
 
 from trio_voip.events import EventBus
-from trio_voip.errors import CallCenterError, RecordNotFound, StoreError, TrioVoipError
+from trio_voip.errors import (
+    CallCenterError, DuplicateRecord, RecordNotFound, StoreError, TrioVoipError,
+)
 from trio_voip.rtp.g711 import G711Law
 from trio_voip.rtp.playback import FrameListSource, WavSource
 from trio_voip.rtp.ticker import PlaybackEnd
@@ -120,7 +126,9 @@ from .model import (
 )
 from .prompts import ALL_AGENTS_BUSY, LEAVE_MESSAGE, PLEASE_HOLD, PromptSet, announcement
 from .settings import format_target, queue_from_settings, queue_settings
-from .store import AgentRecord, AgentStateChange, CallEvent, CallPhase, QueueRecord, Store
+from .store import (
+    AgentRecord, AgentStateChange, CallEvent, CallPhase, QueueRecord, Store, record_definition,
+)
 
 if TYPE_CHECKING:
     from trio_voip.session import SessionCoordinator
@@ -205,13 +213,6 @@ async def _update_or_add(
         await update(record)
     except RecordNotFound:
         await add(record)
-
-
-async def _seed(add: Callable[[Any], Awaitable[None]], record: Any) -> None:
-    try:
-        await add(record)
-    except StoreError as exc:  # e.g. its SIP user is a stored agent's
-        logger.warning("configured %r not stored: %s", record, exc)
 
 
 @attrs.frozen
@@ -543,44 +544,75 @@ class CallCenterDriver:
         self._admin_done()
 
     async def restore(self, queue_names: Mapping[QueueId, str] | None = None) -> list[QueueRecord]:
-        """Before :meth:`run`: load the store's agents and queues into the engine (a stored
-        definition replaces the engine's one with that id) and store the engine's ones the
-        store does not have, named from ``queue_names`` (see the module docstring). A stored
-        record the engine refuses is logged and skipped. Returns the engine's queues as
-        stored."""
+        """Before :meth:`run`: reconcile the engine's agents and queues (the configuration's,
+        queues named from ``queue_names``) with the store by the restart rule of the module
+        docstring. A record the engine or the store refuses is logged and skipped. Returns
+        the engine's queues as they are then."""
         store = self.store
         if store is None:
             raise CallCenterError("the call-center driver has no store to restore from")
         self.queue_names.update(queue_names or {})
         async with self._admin:
-            stored_queues = await store.list_queues()
-            stored_agents = await store.list_agents()
-            stored = {record.id for record in stored_queues}
-            for queue in self.engine.queues():
-                if queue.queue_id not in stored:
-                    await _seed(store.add_queue, self.get_queue(queue.queue_id))
-            known = {record.id for record in stored_agents}
-            phones = {record.sip_user: record.id for record in stored_agents}
-            for agent in self.engine.agents():
-                if agent.agent_id in known:
-                    continue
-                if agent.sip_user in phones:  # a stored agent has its phone now
-                    logger.warning("configured agent %r not loaded: its phone %r is agent %r's",
-                                   agent.agent_id, agent.sip_user, phones[agent.sip_user])
-                    self.engine.remove_agent(agent.agent_id)
-                else:
-                    await _seed(store.add_agent, agent_record(agent))
-            for record in stored_queues:
+            configured = [self.get_queue(queue.queue_id) for queue in self.engine.queues()]
+            for record in await self._reconcile(store, "queue", configured):
                 try:
                     self._load_queue(record)
                 except CallCenterError as exc:
                     logger.warning("stored queue %r not loaded: %s", record.id, exc)
-            for agent_rec in stored_agents:
+            configured = [agent_record(agent) for agent in self.engine.agents()]
+            for agent_rec in await self._reconcile(store, "agent", configured):
                 try:
                     self._load_agent(agent_rec)
                 except TrioVoipError as exc:
                     logger.warning("stored agent %r not loaded: %s", agent_rec.id, exc)
         return [self.get_queue(queue.queue_id) for queue in self.engine.queues()]
+
+    async def _reconcile(self, store: Store, kind: str, configured: list[Any]) -> list[Any]:
+        """The restart rule for the configured records of ``kind`` ("queue" or "agent"): the
+        store (and its seeds) brought in line; returns the stored records to load."""
+        if kind == "agent":
+            stored, add, update, remove = (await store.list_agents(), store.add_agent,
+                                           store.update_agent, store.remove_agent)
+        else:
+            stored, add, update, remove = (await store.list_queues(), store.add_queue,
+                                           store.update_queue, store.remove_queue)
+        seeds = await store.seeds(kind)
+        to_load: dict[str, Any] = {record.id: record for record in stored}
+        for record_id in sorted(seeds.keys() - {record.id for record in configured}):
+            try:  # dropped from the configuration: from the store too
+                if to_load.pop(record_id, None) is not None:
+                    await remove(record_id)
+                await store.set_seed(kind, record_id, None)
+            except StoreError as exc:
+                logger.warning("%s %r (no longer configured) not removed: %s", kind, record_id,
+                               exc)
+        for record in configured:
+            definition = record_definition(record)
+            if seeds.get(record.id) == definition:  # configured as seeded: the store's word
+                if record.id not in to_load:  # removed at runtime: it stays removed
+                    self._forget(kind, record.id)
+                continue
+            old = to_load.pop(record.id, None)  # the engine has the configured one already
+            if isinstance(old, AgentRecord) and old.paused:
+                record = attrs.evolve(record, paused=True, pause_reason=old.pause_reason)
+                self._pauses[record.id] = old.pause_reason or "paused"
+            try:
+                await (add if old is None else update)(record)
+                await store.set_seed(kind, record.id, definition)
+            except DuplicateRecord as exc:  # its phone is a stored agent's
+                logger.warning("configured %s %r not loaded: %s", kind, record.id, exc)
+                self._forget(kind, record.id)
+            except StoreError as exc:  # tried again at the next start (its seed is as it was)
+                logger.warning("configured %s %r not stored: %s", kind, record.id, exc)
+        return list(to_load.values())
+
+    def _forget(self, kind: str, record_id: str) -> None:
+        if kind == "agent":
+            self.engine.remove_agent(record_id)
+            self._pauses.pop(record_id, None)
+        else:
+            self.engine.remove_queue(record_id)
+            self.queue_names.pop(record_id, None)
 
     def _load_queue(self, record: QueueRecord) -> None:
         queue = queue_from_record(record)

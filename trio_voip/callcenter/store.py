@@ -44,7 +44,15 @@ the missing steps, and records the new version, in one transaction: it either mi
 or not at all. A database from a newer trio-voip is refused with ``StoreError`` rather than
 misread. Version 1 kept a single offer per call and had no queue membership, tier, order,
 weight or credentials for agents; version 2 keeps every offer (ring-all, retries) in
-``call_offers``.
+``call_offers``; version 3 adds ``seeds`` (empty after the upgrade).
+
+**Seeds.** Besides agents and queues, a store keeps the *seed* of each configured one: the
+definition (:func:`record_definition`) the configuration last wrote into the store, by kind
+("agent", "queue") and id. It is what lets a restart tell a configuration edit (the
+configured definition differs from the seed) from a runtime edit (the stored record differs
+from a seed that still matches the configuration), and a record removed at runtime (seeded,
+no longer stored) from a new one (never seeded); the driver's ``restore`` applies that rule.
+The store does not interpret seeds: they are text, kept until replaced or forgotten.
 """
 
 from __future__ import annotations
@@ -78,6 +86,7 @@ __all__ = [
     "Offer",
     "CallRecord",
     "apply_call_event",
+    "record_definition",
     "Migration",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -239,6 +248,13 @@ def _expect(value: _T, kind: type[_T]) -> _T:
     return value
 
 
+def _check_seed(kind: object, record_id: object, definition: object) -> None:
+    _check_id("kind", kind)
+    _check_id("record_id", record_id)
+    if definition is not None:
+        _check_text("definition", definition)
+
+
 def _optional_key(name: str, value: object) -> None:
     if value is not None:
         _check_text(name, value)
@@ -301,6 +317,28 @@ class QueueRecord:
     name: str = attrs.field(validator=_text)
     strategy: str = attrs.field(validator=_identifier)
     settings: Mapping[str, Any] = attrs.field(factory=dict, converter=_settings)
+
+
+def record_definition(record: AgentRecord | QueueRecord) -> str:
+    """The canonical text (JSON, sorted keys) of what ``record`` defines, for comparing
+    definitions (the seeds): a queue in full; an agent without its pause (runtime state) and
+    its credentials (a configured agent's phone has its user's)."""
+    value: dict[str, Any]
+    if isinstance(record, AgentRecord):
+        value = {
+            "agent": record.id, "name": record.name, "sip_user": record.sip_user,
+            "queues": sorted(record.queues), "skills": dict(record.skills),
+            "max_concurrent": record.max_concurrent, "tier": record.tier,
+            "order": record.order, "weight": record.weight,
+        }
+    elif isinstance(record, QueueRecord):
+        value = {
+            "queue": record.id, "name": record.name, "strategy": record.strategy,
+            "settings": dict(record.settings),
+        }
+    else:
+        raise StoreError(f"expected an AgentRecord or a QueueRecord, not {record!r}")
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 @attrs.frozen
@@ -587,6 +625,13 @@ class Store(Protocol):
         """State changes with ``since <= at < until`` (either bound optional), of one agent or
         all, by time then recording order."""
 
+    async def seeds(self, kind: str) -> dict[str, str]:
+        """The seeds of ``kind`` (see the module docstring): record id -> definition, by id."""
+
+    async def set_seed(self, kind: str, record_id: str, definition: str | None) -> None:
+        """Remember ``definition`` as the seed of ``record_id`` of ``kind``, replacing any;
+        None forgets it (forgetting one there is not is fine)."""
+
     async def aclose(self) -> None:
         """Release the store; any later call raises ``StoreError``. Closing twice is fine."""
 
@@ -603,6 +648,7 @@ class MemoryStore:
         self._queues: dict[str, QueueRecord] = {}
         self._calls: dict[str, CallRecord] = {}
         self._history: list[AgentStateChange] = []
+        self._seeds: dict[str, dict[str, str]] = {}
         self._closed = False
 
     @classmethod
@@ -739,6 +785,20 @@ class MemoryStore:
         found.sort(key=lambda change: change.at)  # stable: recording order among equal times
         return found
 
+    async def seeds(self, kind: str) -> dict[str, str]:
+        _check_id("kind", kind)
+        await self._ready()
+        seeds = self._seeds.get(kind, {})
+        return {key: seeds[key] for key in sorted(seeds)}
+
+    async def set_seed(self, kind: str, record_id: str, definition: str | None) -> None:
+        _check_seed(kind, record_id, definition)
+        await self._ready()
+        if definition is None:
+            self._seeds.get(kind, {}).pop(record_id, None)
+        else:
+            self._seeds.setdefault(kind, {})[record_id] = definition
+
     async def aclose(self) -> None:
         self._closed = True
         await trio.lowlevel.checkpoint()
@@ -830,6 +890,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             WHERE offered_at IS NOT NULL AND offered_agent IS NOT NULL""",
         "ALTER TABLE calls DROP COLUMN offered_at",
         "ALTER TABLE calls DROP COLUMN offered_agent",
+    ),
+    # 3: the definition the configuration last seeded each configured agent and queue from.
+    _sql(
+        """CREATE TABLE seeds (
+            kind TEXT NOT NULL,
+            id TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            PRIMARY KEY (kind, id)
+        )""",
     ),
 )
 
@@ -1191,6 +1260,23 @@ def _agent_history(
     return [AgentStateChange(agent_id=a, state=s, reason=r, at=t) for a, s, r, t in rows]
 
 
+def _seeds(conn: sqlite3.Connection, kind: str) -> dict[str, str]:
+    rows = conn.execute("SELECT id, definition FROM seeds WHERE kind = ? ORDER BY id", (kind,))
+    return dict(rows.fetchall())
+
+
+def _set_seed(
+    conn: sqlite3.Connection, kind: str, record_id: str, definition: str | None
+) -> None:
+    if definition is None:
+        conn.execute("DELETE FROM seeds WHERE kind = ? AND id = ?", (kind, record_id))
+    else:
+        conn.execute(
+            "INSERT OR REPLACE INTO seeds (kind, id, definition) VALUES (?, ?, ?)",
+            (kind, record_id, definition),
+        )
+
+
 # --- SqliteStore ----------------------------------------------------------------------------
 
 
@@ -1315,6 +1401,13 @@ class SqliteStore:
         _bound("until", until, optional=True)
         _optional_key("agent_id", agent_id)
         return await self._run(_agent_history, agent_id, since, until)
+
+    async def seeds(self, kind: str) -> dict[str, str]:
+        return await self._run(_seeds, _check_id("kind", kind))
+
+    async def set_seed(self, kind: str, record_id: str, definition: str | None) -> None:
+        _check_seed(kind, record_id, definition)
+        await self._run(_set_seed, kind, record_id, definition)
 
     async def aclose(self) -> None:
         if self._conn is not None:

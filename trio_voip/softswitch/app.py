@@ -14,10 +14,11 @@ relay:
   :func:`make_call_center`), started with the coordinator, unless another router was set
   before. Calls a user is on outside the queues (extension calls, calls to a queue) count
   as calls of that agent: it is offered no queue call beyond its ``max_concurrent``.
-  With ``callcenter.store`` the engine starts from the store (``CallCenterDriver.restore``):
-  stored agents and queues (runtime admin changes) win over the configured ones, configured
-  ones the store lacks are added to it, so one removed at runtime is back at the next start
-  unless it is removed from the configuration too. :meth:`Softswitch.add_queue` (and
+  With ``callcenter.store`` (by default ``callcenter.sqlite``) the engine starts from the
+  store (``CallCenterDriver.restore``): a configured agent or queue that is new or edited in
+  the configuration since the store last saw it is written to the store; otherwise the
+  store's record wins, so runtime admin changes (removals too) survive a restart; those
+  added at runtime come back from the store. :meth:`Softswitch.add_queue` (and
   ``update_queue``, ``remove_queue``) change the engine's queues at runtime, numbers included.
 * either side hanging up hangs up the other.
 
@@ -146,8 +147,11 @@ def make_call_center(config: SoftswitchConfig, seed: int | None = None) -> CallC
             queues_of.setdefault(member, set()).add(queue.number)
     for user in config.users:
         if user.name in queues_of:
-            engine.add_agent(Agent(user.name, user.display_name or user.name, user.name,
-                                   queues=queues_of[user.name], order=ranks[user.name]))
+            engine.add_agent(Agent(
+                user.name, user.display_name or user.name, user.name,
+                queues=queues_of[user.name], order=ranks[user.name], skills=user.skills,
+                max_concurrent=user.max_concurrent, tier=user.tier, weight=user.weight,
+            ))
     return engine
 
 
@@ -303,10 +307,10 @@ class Softswitch(CallHandler):
             }
             driver = CallCenterDriver(coordinator, engine, **options)
             if driver.store is not None:
-                # the store's agents and queues (runtime edits) over the configured ones
+                # configuration and store reconciled (a queue removed at runtime stays out)
                 names = {queue.number: queue.name for queue in self.config.queues}
-                for record in await driver.restore(names):
-                    self._queues[record.id] = self._queue_config(record)
+                restored = await driver.restore(names)
+                self._queues = {record.id: self._queue_config(record) for record in restored}
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(driver.run)

@@ -3,6 +3,7 @@ supervisor page (:class:`SupervisorServer`), and prints where everything listens
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import attrs
@@ -26,7 +27,8 @@ class Running:
 
 
 def describe(running: Running) -> list[str]:
-    """Where everything listens, one line each (real ports, also when configured as 0)."""
+    """Where everything listens and where the call engine's store is, one line each (real
+    ports, also when configured as 0)."""
     config = running.softswitch.config
     coordinator = running.softswitch.coordinator
     sip = ", ".join(f"{a.transport} {a.host}:{a.port}" for a in coordinator.addresses)
@@ -44,6 +46,9 @@ def describe(running: Running) -> list[str]:
     for queue in config.queues:
         members = ", ".join(queue.members) or "no members"
         lines.append(f"queue    {queue.number} {queue.name}: {queue.strategy}, agents {members}")
+    store = config.callcenter.store
+    lines.append(f"store    {os.path.abspath(store)} (agents, queues, call records)" if store
+                 else "store    none (agents and queues as configured at each start)")
     if config.demo_users and not _loopback(config.sip.host):
         lines.append(
             "warning  the demo users' passwords are published: listen on 127.0.0.1 "
