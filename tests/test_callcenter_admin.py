@@ -455,13 +455,18 @@ async def test_a_configuration_edit_applies_and_runtime_edits_of_the_rest_surviv
             driver = driver_of(switch)
             await driver.update_queue(QueueRecord(QUEUE, "help desk", "random"))
             one = await driver.get_agent("1001")
-            await driver.update_agent(attrs.evolve(one, skills={"fr": 3}, max_concurrent=2))
-        # the same configuration: the runtime edits stand
+            ha1 = driver.credentials("1001", "new-pw")
+            await driver.update_agent(attrs.evolve(one, skills={"fr": 3}, max_concurrent=2,
+                                                   credentials=ha1))
+        # the same configuration: the runtime edits stand, a new password included
         async with running(store) as switch:
             driver = driver_of(switch)
             assert driver.get_queue(QUEUE) == QueueRecord(QUEUE, "help desk", "random")
             assert (await driver.get_agent("1001")).skills == {"fr": 3}
             assert driver.engine.agent_status("1001").agent.max_concurrent == 2
+            port = switch.coordinator.port("UDP")
+            async with phone("1001", port, register=False) as ann:
+                assert await registers(ann, "1001", "new-pw", port)
         # the queue edited in the configuration: that applies; the agents' did not change
         linear = QueueConfig(QUEUE, "support", strategy="linear", ring_timeout=4.0,
                              members=("1001", "1002"))
@@ -477,12 +482,18 @@ async def test_a_configuration_edit_applies_and_runtime_edits_of_the_rest_surviv
         assert two is not None
         await store.update_agent(attrs.evolve(two, paused=True, pause_reason="lunch"))
         # the members reordered: both agents' rank changes, so their configured definitions
-        # apply (1001's runtime skills go); 1002's pause is runtime state: it stays
+        # apply (1001's runtime skills go, and its password is its user's again); 1002's
+        # pause is runtime state: it stays
         reordered = attrs.evolve(linear, members=("1002", "1001"))
         async with running(store, (reordered,)) as switch:
             driver = driver_of(switch)
             one, two = await driver.get_agent("1001"), await driver.get_agent("1002")
             assert (one.skills, one.max_concurrent, one.order, two.order) == ({}, 1, 1, 0)
+            assert one.credentials is None
+            port = switch.coordinator.port("UDP")
+            async with phone("1001", port, register=False) as ann:
+                assert await registers(ann, "1001", PASSWORDS["1001"], port)
+                assert not await registers(ann, "1001", "new-pw", port)
             assert (two.paused, two.pause_reason) == (True, "lunch")
             (state,) = [a for a in driver.agents_state() if a["id"] == "1002"]
             assert state["paused"] == "lunch"

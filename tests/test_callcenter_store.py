@@ -837,6 +837,25 @@ def run_on_every_store(check: Callable[[Store], Awaitable[None]]) -> None:
     trio.run(main)
 
 
+def bare(record: AgentRecord) -> AgentRecord:
+    return attrs.evolve(record, paused=False, pause_reason=None, credentials=None)
+
+
+@settings(max_examples=200)
+@given(agents(), agents(), st.data())
+def test_definitions_are_equal_exactly_when_the_records_are_but_for_runtime_state(
+    a: AgentRecord, b: AgentRecord, data: st.DataObject
+) -> None:
+    assert (record_definition(a) == record_definition(b)) == (bare(a) == bare(b))
+    # the same agent with other runtime state, or one field of its definition changed
+    runtime = {"paused": b.paused, "pause_reason": b.pause_reason, "credentials": b.credentials}
+    assert record_definition(attrs.evolve(a, **runtime)) == record_definition(a)
+    field = data.draw(st.sampled_from(["id", "name", "sip_user", "queues", "skills",
+                                       "max_concurrent", "tier", "order", "weight"]))
+    other = attrs.evolve(a, **{field: getattr(b, field)})
+    assert (record_definition(other) == record_definition(a)) == (other == a)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(agents(), max_size=5, unique_by=(lambda a: a.id, lambda a: a.sip_user)),
