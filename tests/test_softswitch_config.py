@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_voip.callcenter import ToQueue, ToRecording
 from trio_voip.errors import ConfigError
 from trio_voip.softswitch import (
     DEMO_USERS,
@@ -17,6 +18,7 @@ from trio_voip.softswitch import (
     parse_config,
 )
 from trio_voip.softswitch.__main__ import main
+from trio_voip.softswitch.app import make_call_center
 
 
 def error(text: str) -> ConfigError:
@@ -242,3 +244,64 @@ def test_a_port_in_use_is_one_line_and_exit_code_1(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert err.startswith("trio-voip: cannot run the softswitch: ")
     assert err.count("\n") == 1
+
+
+def test_agent_and_queue_engine_keys_reach_the_call_engine():
+    config = parse_config('''
+[[users]]
+name = "ann"
+password = "x"
+skills = { french = 7, billing = 2 }
+max_concurrent = 2
+tier = 1
+weight = 3.5
+
+[[queues]]
+number = "7"
+strategy = "skill-based"
+members = ["ann"]
+required_skills = { french = 5 }
+exit_keys = { "0" = "queue:8", "9" = "recording:box" }
+tier_wait = 30.0
+progressive_step = 2.0
+service_level_threshold = 15.0
+estimate_window = 5
+
+[[queues]]
+number = "8"
+''')
+    engine = make_call_center(config)
+    (ann,) = engine.agents()
+    assert (dict(ann.skills), ann.max_concurrent, ann.tier, ann.weight) == (
+        {"french": 7, "billing": 2}, 2, 1, 3.5)
+    seven = next(q for q in engine.queues() if q.queue_id == "7")
+    assert dict(seven.required_skills) == {"french": 5}
+    assert dict(seven.exit_keys) == {"0": ToQueue("8"), "9": ToRecording("box")}
+    assert (seven.tier_wait, seven.progressive_step, seven.service_level_threshold,
+            seven.estimate_window) == (30.0, 2.0, 15.0, 5)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line", "words"),
+    [
+        ('[[users]]\nname = "a"\npassword = "x"\nskills = { fr = 11 }\n',
+         "users[0].skills", 4, "1-10"),
+        ('[[users]]\nname = "a"\npassword = "x"\nmax_concurrent = 0\n',
+         "users[0].max_concurrent", 4, ">= 1"),
+        ('[[users]]\nname = "a"\npassword = "x"\nskills = ["fr"]\n',
+         "users[0].skills", 4, "table"),
+        ('[[queues]]\nnumber = "7"\nexit_keys = { "0" = "nowhere" }\n',
+         "queues[0].exit_keys", 3, "not an overflow destination"),
+        ('[[queues]]\nnumber = "7"\nexit_keys = { "x" = "busy" }\n',
+         "queues[0].exit_keys", 3, "DTMF"),
+        ('[[queues]]\nnumber = "7"\noverflow = "queue:9"\n',
+         "queues[0].overflow", 3, "no queue '9'"),
+        ('[[queues]]\nnumber = "7"\nexit_keys = { "1" = "queue:9" }\n',
+         "queues[0].exit_keys", 3, "no queue '9'"),
+    ],
+)
+def test_agent_and_queue_engine_key_mistakes_name_key_and_line(text, key, line, words):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert (caught.value.key, caught.value.line) == (key, line)
+    assert words in str(caught.value)

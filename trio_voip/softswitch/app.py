@@ -147,8 +147,11 @@ def make_call_center(config: SoftswitchConfig, seed: int | None = None) -> CallC
             queues_of.setdefault(member, set()).add(queue.number)
     for user in config.users:
         if user.name in queues_of:
-            engine.add_agent(Agent(user.name, user.display_name or user.name, user.name,
-                                   queues=queues_of[user.name], order=ranks[user.name]))
+            engine.add_agent(Agent(
+                user.name, user.display_name or user.name, user.name,
+                queues=queues_of[user.name], order=ranks[user.name], skills=user.skills,
+                max_concurrent=user.max_concurrent, tier=user.tier, weight=user.weight,
+            ))
     return engine
 
 

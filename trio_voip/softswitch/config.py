@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from trio_voip.callcenter.model import Agent
 from trio_voip.callcenter.settings import queue_from_settings
 from trio_voip.errors import CallCenterError, ConfigError
 from trio_voip.sip.digest import SUPPORTED_ALGORITHMS
@@ -88,6 +89,12 @@ shutdown_timeout = 2.0          # seconds live calls get to end (BYE) when we st
 name = "1001"
 password = "demo1001"
 display_name = "Alice"
+# As an agent (a member of a queue):
+# skills = { english = 5, billing = 2 }   # levels 1-10, for skill-based routing and queues'
+#                                         # required_skills
+max_concurrent = 1              # queue calls at once (calls elsewhere count too)
+tier = 0                        # tier k is offered a caller only after k * tier_wait seconds
+weight = 1.0                    # share of calls under weighted-random
 
 [[users]]
 name = "1002"
@@ -129,6 +136,12 @@ join_empty = "strict"           # refuse callers (480) when: strict (no agent lo
 leave_empty = "ignore"          # send waiting callers to overflow when the queue empties (same)
 # max_no_answer = 3             # misses in a row that pause an agent
 # announce_every = 30.0         # seconds between position / estimated wait announcements
+estimate_window = 10            # recent answered waits the estimated wait is the mean of
+tier_wait = 0.0                 # seconds before each next agent tier is tried
+progressive_step = 5.0          # ring-progressively: seconds before one more agent rings
+service_level_threshold = 20.0  # seconds: "answered within" for the service level metric
+# required_skills = { english = 3 }        # agents need at least these levels
+# exit_keys = { "0" = "queue:6001", "9" = "recording:support" }   # DTMF while waiting
 """
 
 
@@ -214,11 +227,27 @@ class CallsConfig:
     shutdown_timeout: float = attrs.field(default=2.0, validator=_positive)
 
 
-@attrs.frozen
+# UserConfig keys that are the call engine's agent settings (trio_voip.callcenter.model.Agent)
+_AGENT_KEYS = ("skills", "max_concurrent", "tier", "weight")
+
+
+@attrs.frozen(hash=False)
 class UserConfig:
     name: str = attrs.field(validator=_name)
     password: str = attrs.field(repr=False, validator=_not_empty)
     display_name: str = ""
+    # as an agent (trio_voip.callcenter.model.Agent)
+    skills: dict[str, int] = attrs.field(factory=dict)
+    max_concurrent: int = 1
+    tier: int = 0
+    weight: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        for key in _AGENT_KEYS:  # each alone, so that a mistake names its key
+            try:
+                Agent(self.name, self.name, self.name, **{key: getattr(self, key)})
+            except CallCenterError as exc:
+                raise ConfigError(str(exc), key=key) from None
 
 
 def _none_if_empty(value: str | None) -> str | None:
@@ -238,11 +267,12 @@ class CallCenterConfig:
 # QueueConfig keys that are the call engine's queue settings (trio_voip.callcenter.settings)
 _ENGINE_KEYS = (
     "ring_timeout", "wrap_up_time", "retry_delay", "max_wait", "max_length", "overflow",
-    "join_empty", "leave_empty", "max_no_answer", "announce_every",
+    "join_empty", "leave_empty", "max_no_answer", "announce_every", "estimate_window",
+    "tier_wait", "progressive_step", "service_level_threshold", "required_skills", "exit_keys",
 )
 
 
-@attrs.frozen
+@attrs.frozen(hash=False)
 class QueueConfig:
     number: str = attrs.field(validator=_name)
     name: str = ""
@@ -258,6 +288,12 @@ class QueueConfig:
     leave_empty: str = "ignore"
     max_no_answer: int | None = None
     announce_every: float | None = None
+    estimate_window: int = 10
+    tier_wait: float = 0.0
+    progressive_step: float = 5.0
+    service_level_threshold: float = 20.0
+    required_skills: dict[str, int] = attrs.field(factory=dict)
+    exit_keys: dict[str, str] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         for key in _ENGINE_KEYS:  # each alone, so that a mistake names its key
@@ -317,6 +353,15 @@ class SoftswitchConfig:
                     raise ConfigError(
                         f"{member!r} is not a user", key=f"queues[{index}].members"
                     )
+            numbers = {q.number for q in self.queues}
+            targets = [("overflow", queue.overflow),
+                       *(("exit_keys", target) for target in queue.exit_keys.values())]
+            for key, target in targets:
+                kind, _, number = target.partition(":")
+                if kind == "queue" and number not in numbers:
+                    raise ConfigError(
+                        f"{target!r}: there is no queue {number!r}", key=f"queues[{index}].{key}"
+                    )
         if self.sip.auth_invite and not self.users:
             raise ConfigError("is empty, but sip.auth_invite needs users to check", key="users")
 
@@ -369,6 +414,11 @@ class _Reader:
         if origin in (typing.Union, types.UnionType):  # only ``X | None`` here
             (inner,) = [arg for arg in typing.get_args(tp) if arg is not type(None)]
             return self.value(value, inner, path)
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise self.error(f"must be a table, not {_describe(value)}", path)
+            item = typing.get_args(tp)[1]
+            return {key: self.value(v, item, (*path, key)) for key, v in value.items()}
         if origin is tuple:
             if not isinstance(value, list):
                 raise self.error(f"must be an array, not {_describe(value)}", path)
