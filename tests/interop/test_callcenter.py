@@ -53,7 +53,7 @@ class Phone:
 
 
 ANSWER = Phone(scenario("agent_answer.xml"))  # answers at once, the customer hangs up
-RING = Phone(scenario("uas_ring_cancel.xml"))  # rings until the queue cancels it
+RING = Phone(scenario("agent_ring.xml"))  # rings until the queue cancels it
 REJECT = Phone(scenario("uas_reject.xml"))  # 486 Busy Here
 HANG_UP = Phone(scenario("uas_bye.xml"), ("-d", "1000"))  # answers, hangs up after 1 s
 #: the engine's seed: the random strategies route the same way on every run
@@ -157,9 +157,8 @@ class Rig:
             self._phones[user] = await self._nursery.start(
                 self._phone, user, self._scenarios.get(user, ANSWER), port)
             with trio.fail_after(5):
-                while not self.engine.agent_status(user).logged_in:
-                    await trio.sleep(0.02)
-        await trio.sleep(0.3)  # SIPp binds its socket after it starts
+                while not (udp_bound(port) and self.engine.agent_status(user).logged_in):
+                    await trio.sleep(0.01)
 
     async def _phone(self, user: str, phone: Phone, port: int,
                      task_status: trio.TaskStatus[trio.Process]) -> None:
@@ -198,20 +197,22 @@ class Rig:
             assert_clean(result, 1)
         await self.idle()
 
-    def busy(self) -> bool:
+    def busy(self) -> list[object]:
+        """What is left on the switch or in the engine: calls, waiting callers, offers."""
         engine = self.engine
-        return bool(
-            self.switch.coordinator.calls
-            or engine.live_calls()
-            or any(engine.waiting(q) for q in self.queue_ids)
-            or any(engine.agent_status(a).ringing for a in self.members)
-        )
+        return [
+            *self.switch.coordinator.calls,
+            *engine.live_calls(),
+            *(caller for q in self.queue_ids for caller in engine.waiting(q)),
+            *(status for status in map(engine.agent_status, self.members) if status.ringing),
+        ]
 
     async def idle(self) -> None:
         """Wait until no call is left on the switch or in the engine."""
-        with trio.fail_after(10):
+        with trio.move_on_after(10):
             while self.busy():
                 await trio.sleep(0.02)
+        assert not self.busy(), self.busy()
 
     async def records(self) -> list[CallRecord]:
         """Every call record in the store, by arrival; each must have an outcome."""
@@ -293,6 +294,14 @@ async def call_center(
             yield Rig(switch, phone_nursery, phones or {})
             phone_nursery.cancel_scope.cancel()  # phones of a test that did not finish()
         nursery.cancel_scope.cancel()
+
+
+def udp_bound(port: int) -> bool:
+    """Whether a socket is bound to UDP ``port`` on 127.0.0.1 (read from /proc/net/udp, not
+    probed by binding it: that could make the phone starting there fail)."""
+    address = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as table:
+        return any(line.split()[1] == address for line in table.readlines()[1:])
 
 
 def talk(record: CallRecord) -> float:
