@@ -172,6 +172,19 @@ def test_a_missed_caller_keeps_its_position() -> None:
     assert offers(out) == [("c1", "a2")]
 
 
+def test_without_a_retry_delay_a_missed_caller_moves_on_to_the_next_agent() -> None:
+    """Linear, no retry delay: a1 misses c1, so c1 rings a2 (not a1 again); when a2 misses
+    too, everyone has missed it and the strategy's order starts over (a1)."""
+    queue = Queue("q", ring_timeout=5.0, retry_delay=0.0, strategy=Strategy.LINEAR)
+    engine = center(queue, agent("a1", order=0), agent("a2", order=1))
+    assert offers(engine.caller_arrives(Caller("c1", "s1"), "q", now=0.0)) == [("c1", "a1")]
+    assert offers(run_until(engine, 5.0)) == [("c1", "a2")]
+    assert offers(engine.offer_failed("offer-2", OfferFailure.BUSY, now=6.0)) == [("c1", "a1")]
+    # a new caller has missed nobody: the strategy's order as usual
+    engine.offer_answered("offer-3", now=7.0)
+    assert offers(engine.caller_arrives(Caller("c2", "s2"), "q", now=8.0)) == [("c2", "a2")]
+
+
 def test_tier_escalation_timing() -> None:
     queue = Queue("q", tier_wait=10.0)
     engine = center(queue, agent("t0", tier=0), agent("t1", tier=1), agent("t2", tier=2))

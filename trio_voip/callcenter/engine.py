@@ -31,7 +31,9 @@ callers that could take the same agent.
 **Misses.** An offer that fails (``offer_failed``) or rings for ``ring_timeout`` (the engine
 cancels it) counts a miss against its agent; ``max_no_answer`` misses in a row pause it
 (reason :data:`~.model.AUTO_PAUSE_NO_ANSWER`), otherwise it is offered nothing for the
-queue's ``retry_delay``. An answer resets the count, as does resuming.
+queue's ``retry_delay``. An answer resets the count, as does resuming. A caller goes to the
+agents that missed it only after the others that may take it (the strategy's order among
+each group), so with no retry delay it moves on rather than ringing the same phone again.
 
 Every input checks its arguments and the state first and raises
 :class:`~trio_voip.errors.CallCenterError` before changing anything.
@@ -238,6 +240,8 @@ class _CallerRt:
     timers: list[_Timer] = attrs.Factory(list)
     # ring-progressively: a step passed, ring one more agent as soon as one is free
     ring_more: bool = False
+    # agents that missed an offer of this caller: tried again only after the others
+    missed_by: set[_AgentRt] = attrs.Factory(set)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -902,6 +906,7 @@ class CallCenter:
         queue = caller.queue.queue
         self._close_offer(offer)
         self._back_to_waiting(caller)
+        caller.missed_by.add(agent)
         agent.no_answer += 1
         if agent.logged_in and not agent.paused and (
             queue.max_no_answer is not None and agent.no_answer >= queue.max_no_answer
@@ -1010,6 +1015,8 @@ class CallCenter:
         for tier in sorted({agent.agent.tier for agent in eligible}):
             group = [agent.agent for agent in eligible if agent.agent.tier == tier]
             ordered.extend(by_id[a.agent_id] for a in strategy(group, stats, context))
+        if caller.missed_by:  # e.g. no retry delay: the next agent, not the one that missed
+            ordered.sort(key=lambda agent: agent in caller.missed_by)
         return ordered
 
     def _route(self) -> None:
