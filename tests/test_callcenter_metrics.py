@@ -26,6 +26,8 @@ from trio_voip.callcenter import (
     Strategy,
     interval_stats,
 )
+from trio_voip.callcenter.metrics import stored_reports
+from trio_voip.callcenter.store import AgentStateChange, CallOutcome, CallRecord, Offer
 
 W, R, B, C = CallerState.WAITING, CallerState.RINGING, CallerState.BRIDGED, CallerState.COMPLETED
 
@@ -203,3 +205,35 @@ def test_live_numbers_equal_the_whole_stream(traffic: list[Action]) -> None:
         assert live.queue_stats(queue_id, end) == stats
     for agent_id, stats in agents.items():
         assert live.agent_stats(agent_id, end) == stats
+
+
+def test_stored_reports_rebuild_each_outcome_for_interval_stats():
+    """Records as the store keeps them: answered (with wrap-up), abandoned, overflowed,
+    rejected at the door; plus an agent's history with a state name it does not know."""
+    answered = CallRecord("r1", "s1", "q", "sip:a@x", 0, 10.0,
+                          offers=(Offer("a1", 11.0),), answered_at=12.0, bridged_at=12.0,
+                          ended_at=20.0, wrapup_ended_at=23.0,
+                          outcome=CallOutcome.ANSWERED, agent_id="a1")
+    abandoned = CallRecord("r2", "s2", "q", "sip:b@x", 0, 13.0, abandoned_at=15.0,
+                           outcome=CallOutcome.ABANDONED)
+    overflowed = CallRecord("r3", "s3", "q", "sip:c@x", 0, 14.0, overflowed_at=30.0,
+                            outcome=CallOutcome.OVERFLOWED)
+    rejected = CallRecord("r4", "s4", "q", "sip:d@x", 0, 16.0, rejected_at=16.0,
+                          outcome=CallOutcome.REJECTED)
+    history = [AgentStateChange("a1", "available", 5.0), AgentStateChange("a1", "ringing", 11.0),
+               AgentStateChange("a1", "on-call", 12.0), AgentStateChange("a1", "wrap-up", 20.0),
+               AgentStateChange("a1", "dancing", 21.0), AgentStateChange("a1", "available", 23.0)]
+    reports = stored_reports([answered, abandoned, overflowed, rejected], history)
+    assert [r.at for r in reports] == sorted(r.at for r in reports)  # type: ignore[union-attr]
+    queues, agents = interval_stats(reports, 0.0, 40.0, {"q": 5.0})
+    q = queues["q"]
+    assert (q.offered, q.answered, q.abandoned, q.overflowed, q.rejected, q.waiting) == (
+        3, 1, 1, 1, 1, 0)
+    assert (q.average_speed_of_answer, q.average_handle_time, q.service_level) == (
+        2.0, 11.0, 1 / 3)
+    a1 = agents["a1"]
+    assert (a1.offered, a1.answered, a1.talk_time, a1.busy_time) == (1, 1, 8.0, 11.0)
+    assert a1.logged_in_time == 35.0 and a1.occupancy == 11.0 / 35.0
+    # only what falls in [14, 16): r3 is waiting at 16, r2 abandoned inside
+    q = interval_stats(reports, 14.0, 16.0)[0]["q"]
+    assert (q.offered, q.abandoned, q.waiting) == (1, 1, 1)

@@ -26,7 +26,7 @@ from .actions import (
     WrapUpEnded,
 )
 from .engine import AgentStatus, CallCenter, LiveCall, WaitingCaller
-from .metrics import AgentStats, MetricsFold, interval_stats
+from .metrics import AgentStats, MetricsFold, interval_stats, stored_reports
 from .model import (
     AGENT_TRANSITIONS,
     AUTO_PAUSE_NO_ANSWER,
@@ -86,6 +86,7 @@ __all__ = [
     "AgentStats",
     "MetricsFold",
     "interval_stats",
+    "stored_reports",
     "queue_from_settings",
     "queue_settings",
     "parse_target",

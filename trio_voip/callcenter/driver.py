@@ -98,7 +98,6 @@ from .actions import (
     AgentPauseChanged,
     AgentStateChanged,
     BridgeCallerToAgent,
-    QueueMetricsChanged,
     CallerStateChanged,
     CancelOffer,
     LeaveReason,
@@ -106,6 +105,8 @@ from .actions import (
     OfferFailure,
     Overflow,
     PlayAnnouncement,
+    QueueMetricsChanged,
+    QueueStats,
     Reject,
     WrapUpEnded,
 )
@@ -125,6 +126,7 @@ from .model import (
     ToRecording,
 )
 from .prompts import ALL_AGENTS_BUSY, LEAVE_MESSAGE, PLEASE_HOLD, PromptSet, announcement
+from .metrics import AgentStats, interval_stats, stored_reports
 from .settings import format_target, queue_from_settings, queue_settings
 from .store import (
     AgentRecord, AgentStateChange, CallEvent, CallPhase, QueueRecord, Store, record_definition,
@@ -155,6 +157,8 @@ logger = logging.getLogger(__name__)
 _BEEP = (660.0,)
 _BEEP_CADENCE = ((0.2, 0.2),)
 _MAX_BEEPS = 9
+# How far before an interval the store is read for the calls and states it overlaps.
+_INTERVAL_LOOKBACK = 86400.0
 # Session events of every call pass through to reach the registration ones: room for bursts.
 _REGISTRATION_BUFFER = 10_000
 
@@ -673,6 +677,24 @@ class CallCenterDriver:
         if self._nursery is not None:  # e.g. a new agent whose phone is registered already
             self.refresh_agents()
         self._perform([])  # wakes the timers and tells on_change
+
+    # -- metrics over intervals --
+
+    async def interval_metrics(
+        self, since: float, until: float
+    ) -> tuple[dict[QueueId, QueueStats], dict[AgentId, AgentStats]]:
+        """Every queue's and agent's numbers over ``[since, until)`` (Unix times), from the
+        store (:func:`~.metrics.stored_reports`): calls that arrived up to a day before
+        ``since`` and agent states since then count, so a call's or a state's part inside
+        the interval is there. CallCenterError without a store."""
+        if self.store is None:
+            raise CallCenterError("metrics over intervals need a store")
+        await self.flush_store()
+        start = since - _INTERVAL_LOOKBACK
+        records = await self.store.call_records(start, until)
+        history = await self.store.agent_history(since=start, until=until)
+        thresholds = {q.queue_id: q.service_level_threshold for q in self.engine.queues()}
+        return interval_stats(stored_reports(records, history), since, until, thresholds)
 
     # -- supervisor events --
 

@@ -3,9 +3,10 @@
 The engine's :class:`~.actions.CallerStateChanged`, :class:`~.actions.AgentStateChanged` and
 :class:`~.actions.OfferCall` carry timestamps and everything a metric needs, so the same fold
 gives the live numbers (the engine feeds it as it goes) and the numbers over any interval
-``[t0, t1)`` from a stored stream (:func:`interval_stats`). Over an interval, a count counts
-events inside it, a time counts the part of each state inside it, and "current" means at
-``t1`` (events from ``t1`` on are ignored).
+``[t0, t1)`` from a stream of reports (:func:`interval_stats`), such as the one
+:func:`stored_reports` rebuilds from the store's call records and agent history. Over an
+interval, a count counts events inside it, a time counts the part of each state inside it,
+and "current" means at ``t1`` (events from ``t1`` on are ignored).
 
 Definitions: *offered* callers joined the queue; *service level* is the share of callers that
 left the queue in the interval (answered + abandoned + overflowed) that were answered within
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -29,8 +31,9 @@ from .actions import (
     QueueStats,
 )
 from .model import AgentId, AgentState, CallerId, CallerState, QueueId
+from .store import AgentStateChange, CallOutcome, CallRecord
 
-__all__ = ["AgentStats", "MetricsFold", "interval_stats", "DEFAULT_THRESHOLD"]
+__all__ = ["AgentStats", "MetricsFold", "interval_stats", "stored_reports", "DEFAULT_THRESHOLD"]
 
 #: Service level threshold (seconds) for a queue the fold was not told about.
 DEFAULT_THRESHOLD = 20.0
@@ -238,3 +241,61 @@ def interval_stats(
     queues = {queue_id: fold.queue_stats(queue_id, t1) for queue_id in fold.queue_ids()}
     agents = {agent_id: fold.agent_stats(agent_id, t1) for agent_id in fold.agent_ids()}
     return queues, agents
+
+
+_Report = CallerStateChanged | AgentStateChanged | OfferCall
+
+
+def stored_reports(
+    records: Iterable[CallRecord], history: Iterable[AgentStateChange]
+) -> list[_Report]:
+    """The reports the engine gave, rebuilt from what the store keeps of them (call records
+    and agent history; times are the store's), in time order: what :func:`interval_stats`
+    needs for the numbers of any past interval. A wrap-up lasts until the record's
+    ``wrapup_ended_at``."""
+    reports: list[_Report] = []
+    for record in records:
+        reports.extend(_record_reports(record))
+    states: dict[str, AgentState] = {}
+    for change in history:
+        try:
+            new = AgentState(change.state)
+        except ValueError:  # a state name this engine does not have
+            continue
+        old = states.get(change.agent_id, AgentState.OFFLINE)
+        states[change.agent_id] = new
+        reports.append(AgentStateChanged(change.agent_id, old, new, change.at, change.reason))
+    reports.sort(key=lambda action: action.at)  # stable: a record's own order is kept
+    return reports
+
+
+def _record_reports(record: CallRecord) -> list[_Report]:
+    queue, joined = record.queue_id, record.arrived_at
+    if queue is None:
+        return []
+
+    def caller(old: CallerState | None, new: CallerState, at: float, **more: Any) -> _Report:
+        return CallerStateChanged(record.id, queue, old, new, at, joined, **more)
+
+    if record.outcome is CallOutcome.REJECTED and record.rejected_at is not None:
+        return [caller(None, CallerState.REJECTED, record.rejected_at)]  # at the door
+    reports: list[_Report] = [caller(None, CallerState.WAITING, joined)]
+    reports += [
+        OfferCall(f"{record.id}/{n}", record.id, record.session_id, queue, offer.agent_id, "",
+                  0.0, offer.at)
+        for n, offer in enumerate(record.offers)
+    ]
+    if record.answered_at is not None:
+        answered = {"agent_id": record.agent_id, "answered_at": record.answered_at}
+        reports.append(caller(CallerState.RINGING, CallerState.BRIDGED, record.answered_at,
+                              **answered))
+        if record.ended_at is not None:
+            wrap_up = (record.wrapup_ended_at - record.ended_at
+                       if record.wrapup_ended_at is not None else 0.0)
+            reports.append(caller(CallerState.BRIDGED, CallerState.COMPLETED, record.ended_at,
+                                  wrap_up=max(0.0, wrap_up), **answered))
+    elif record.abandoned_at is not None:
+        reports.append(caller(CallerState.WAITING, CallerState.ABANDONED, record.abandoned_at))
+    elif record.overflowed_at is not None:
+        reports.append(caller(CallerState.WAITING, CallerState.OVERFLOWED, record.overflowed_at))
+    return reports

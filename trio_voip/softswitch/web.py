@@ -5,6 +5,9 @@
   resume and log-out buttons, a form to add one), users and their registrations, live calls
   and bridges.
 * ``GET /api/state``: the same state as JSON (:meth:`SupervisorServer.state`).
+* ``GET /api/metrics?from=T0&to=T1``: every queue's and agent's numbers over ``[T0, T1)``
+  (Unix times; default: the last hour) from the call engine's store
+  (:meth:`~trio_voip.callcenter.driver.CallCenterDriver.interval_metrics`); 409 without one.
 * ``GET /ws`` (WebSocket, via trio-websocket): the state as a JSON text message at once and
   after every change, at most ``1 / push_interval`` per second. The page sends admin
   operations as JSON objects with an ``op`` (below); each gets ``{"type": "result", "op":
@@ -44,8 +47,11 @@ like any other, then handed to trio-websocket with its bytes replayed in front o
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -254,6 +260,19 @@ def _argument(request: dict[str, Any], name: str) -> str:
     return value
 
 
+def _time(query: dict[str, str], name: str, default: float) -> float:
+    text = query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise SoftswitchError(f"{name} must be a Unix time, not {text!r}", status=400)
+    return value
+
+
 def _response(status: int, body: bytes, content_type: str, extra: str = "") -> bytes:
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
@@ -353,10 +372,37 @@ class SupervisorServer:
         elif request.path == "/api/state":
             body = json.dumps(self.state()).encode()
             await stream.send_all(_response(200, body, "application/json"))
+        elif request.path == "/api/metrics":
+            status, result = await self.metrics(request.query)
+            await stream.send_all(_response(status, json.dumps(result).encode(),
+                                            "application/json"))
         elif request.path == "/ws" and request.wants_websocket:
             await self._websocket(ReplayStream(stream, head + b"\r\n\r\n" + rest))
         else:
             await stream.send_all(_response(404, b"not found\n", "text/plain"))
+
+    async def metrics(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """``/api/metrics``: the status and the JSON object (see the module docstring)."""
+        try:
+            until = _time(query, "to", time.time())
+            since = _time(query, "from", until - 3600.0)
+            if not since < until:
+                raise SoftswitchError("from must be before to", status=400)
+            queues, agents = await self.softswitch.admin_driver().interval_metrics(since, until)
+        except SoftswitchError as exc:
+            return exc.status, {"type": "metrics", "error": str(exc)}
+        except CallCenterError as exc:  # no store
+            return 409, {"type": "metrics", "error": str(exc)}
+
+        def plain(stats: object) -> dict[str, Any]:
+            fields = attrs.asdict(stats)  # type: ignore[arg-type]
+            return {k: v.value if isinstance(v, enum.Enum) else v for k, v in fields.items()}
+
+        return 200, {
+            "type": "metrics", "from": since, "to": until,
+            "queues": {queue_id: plain(stats) for queue_id, stats in queues.items()},
+            "agents": {agent_id: plain(stats) for agent_id, stats in agents.items()},
+        }
 
     async def _websocket(self, stream: trio.abc.Stream) -> None:
         async with trio.open_nursery() as nursery:
