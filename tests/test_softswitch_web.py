@@ -338,7 +338,8 @@ async def test_admin_api_adds_edits_and_removes_agents_and_queues(agent_2001):
         assert state["queues"][1]["name"] == "sales" and state["queues"][1]["strategy"] == "linear"
         dana = agent_of(state, "a2001")
         assert dana == {"id": "a2001", "name": "Dana", "sip_user": "2001", "queues": ["7000"],
-                        "state": "offline", "logged_in": False, "paused": None, "calls": 0}
+                        "state": "offline", "since": None, "logged_in": False, "paused": None,
+                        "calls": 0, "answered": 0, "occupancy": None}
         agent = driver.engine.agent_status("a2001").agent
         assert (dict(agent.skills), agent.max_concurrent, agent.weight) == ({"fr": 3}, 2, 1.5)
         # edits: the fields given; queue settings merged (a null removes one)

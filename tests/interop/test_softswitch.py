@@ -167,9 +167,16 @@ async def test_sipp_calls_a_registered_sipp_extension(sipp, tmp_path, unused_udp
 
 async def test_sipp_calls_the_queue_and_its_one_registered_agent_answers(
         sipp, tmp_path, unused_udp_port_pair):
+    """SIPp customers call queue 6000, a SIPp agent answers each; the supervisor page in
+    headless Chromium shows the queue's numbers change (offered, answered)."""
+    chromium = require_tool("chromium", "chromium")
     uas_port, uac_port = unused_udp_port_pair
     calls = 3
     async with softswitch_process(tmp_path) as switch:
+        url = f"http://127.0.0.1:{switch.http_port}/"
+        with trio.fail_after(60):
+            before = await dump_dom(chromium, url, tmp_path / "before", "users online")
+        assert 'data-metric="offered">offered 0' in before
         await register_1002(switch, uas_port)
         (queue,) = (await state(switch.http_port))["queues"]
         assert {a["name"]: a["state"] for a in queue["agents"]} == {
@@ -180,6 +187,11 @@ async def test_sipp_calls_the_queue_and_its_one_registered_agent_answers(
                                  extra=["-s", "6000", "-l", "1"], timeout=30)
         assert_clean(uac, calls)
         assert_clean(uas[0], calls)
+        with trio.fail_after(60):
+            after = await dump_dom(chromium, url, tmp_path / "after", "offered 3")
+        assert 'data-metric="offered">offered 3' in after
+        assert 'data-metric="answered">answered 3' in after
+        assert 'data-metric="abandoned">abandoned 0' in after
         assert await switch.stop(signal.SIGINT) == 0  # Ctrl-C
     assert switch.output[-2:] == ["SIGINT: shutting down, ending 0 call(s)", "stopped"]
 

@@ -1076,16 +1076,22 @@ class CallCenterDriver:
 
     def agents_state(self) -> list[dict[str, Any]]:
         """Every agent for the supervisor page: ``id``, ``name``, ``sip_user``, ``queues``,
-        ``state`` (the engine's), ``logged_in``, ``paused`` (the reason, or None; also a
-        pause put back at its next log-in) and ``calls`` (how many)."""
+        ``state`` (the engine's) and ``since`` (seconds in it; None before any), ``logged_in``,
+        ``paused`` (the reason, or None; also a pause put back at its next log-in), ``calls``
+        (how many now), and since the engine started ``answered`` and ``occupancy``."""
         agents = []
+        now = self.clock()
         for agent in self.engine.agents():
             status = self.engine.agent_status(agent.agent_id)
+            stats = self.engine.agent_stats(agent.agent_id, now)
             paused = status.pause_reason if status.paused else self._pauses.get(agent.agent_id)
             agents.append({
                 "id": agent.agent_id, "name": agent.name, "sip_user": agent.sip_user,
                 "queues": sorted(agent.queues), "state": status.state.value,
+                "since": (round(now - stats.state_since, 1)
+                          if stats.state_since is not None else None),
                 "logged_in": status.logged_in, "paused": paused, "calls": len(status.calls),
+                "answered": stats.answered, "occupancy": stats.occupancy,
             })
         return agents
 

@@ -647,6 +647,20 @@ function table(id, headers, rows) {
 
 function badge(state) { return el("span", {class: "state-" + state}, state); }
 
+// A queue's live numbers, each in a span tagged with its name (data-metric).
+function metrics(m) {
+  if (!m) return "none";
+  const pct = v => v === null ? "-" : Math.round(v * 100) + "%";
+  const sec = v => v === null ? "-" : v.toFixed(1) + " s";
+  const items = [
+    ["offered", m.offered], ["answered", m.answered], ["abandoned", m.abandoned],
+    ["overflowed", m.overflowed], ["service level", pct(m.service_level)],
+    ["ASA", sec(m.average_speed_of_answer)], ["AHT", sec(m.average_handle_time)],
+    ["longest wait", sec(m.longest_current_wait)]];
+  return el("span", {}, ...items.map(([name, value]) =>
+    el("span", {class: "metric", "data-metric": name}, name + " " + value + " \u00a0 ")));
+}
+
 function send(op) {
   if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(op));
 }
@@ -680,12 +694,15 @@ function render(s, extra) {
       q.waiting.length ? q.waiting.map(w => w.from + " (" + since(w.wait, extra) + ")").join(", ")
                        : "0",
       el("span", {}, ...q.agents.flatMap(a => [a.name + " ", badge(a.state), "  "])),
-      q.metrics ? JSON.stringify(q.metrics) : "none (" + s.router + ")"]})));
-  table("agents", ["Agent", "Name", "Phone", "Queues", "State", "Calls", ""],
+      metrics(q.metrics)]})));
+  table("agents", ["Agent", "Name", "Phone", "Queues", "State", "Calls", "Answered",
+                   "Occupancy", ""],
     (s.agents || []).map(a => ({attrs: {"data-agent": a.id}, cells: [
       a.id, a.name, a.sip_user, a.queues.join(", "),
-      el("span", {}, badge(a.state), a.paused ? " (" + a.paused + ")" : ""),
-      String(a.calls), agentButtons(a)]})));
+      el("span", {}, badge(a.state), a.paused ? " (" + a.paused + ")" : "",
+         a.since === null ? "" : " " + since(a.since, extra)),
+      String(a.calls), String(a.answered),
+      a.occupancy === null ? "-" : Math.round(a.occupancy * 100) + "%", agentButtons(a)]})));
   table("users", ["User", "Name", "State", "Registered from", ""],
     s.users.map(u => ({attrs: {"data-user": u.name}, cells: [
       u.name, u.display_name, badge(u.state),
