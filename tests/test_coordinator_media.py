@@ -255,8 +255,8 @@ async def test_music_on_hold_replaces_the_bridge_while_held(tmp_path: Any) -> No
             start = heard.index(music[0])
             assert heard[start : start + 4] == [*music, music[0]][: len(heard[start : start + 4])]
             assert set(heard) == set(music)
-            endpoint_x = a._endpoints[x.id]
-            assert endpoint_x.stats.suppressed >= 5
+            stats_x = a.media_stats(x.id)
+            assert stats_x is not None and stats_x.suppressed >= 5 and stats_x.packets_out >= 7
             await x.resume()
             await phone_x.drain()
             sent = await phone_y.send(b"\x66" * 160)
@@ -267,6 +267,7 @@ async def test_music_on_hold_replaces_the_bridge_while_held(tmp_path: Any) -> No
             assert await phone_x.recv() is not None
             for call in (x, y):
                 await call.hangup()
+            assert a.media_stats(x.id) is None  # ended: no endpoint left
         finally:
             phone_x.close()
             phone_y.close()

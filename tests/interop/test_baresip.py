@@ -22,6 +22,11 @@ import pytest
 import trio
 
 from trio_voip import CallState, EndKind, SessionCoordinator
+from trio_voip.callcenter import AgentState
+from trio_voip.softswitch import (
+    CallCenterConfig, HttpConfig, QueueConfig, RtpConfig, SipConfig, Softswitch, SoftswitchConfig,
+    UserConfig,
+)
 
 from .conftest import require_tool
 from .test_sipp_scenarios import Recorder, builder, drained, md5_challenges_only
@@ -193,3 +198,69 @@ async def test_baresip_with_the_default_challenge(baresip, unused_udp_port_pair,
         write_config(tmp_path, unused_udp_port_pair[0], free_tcp_port(), coordinator.port())
         async with running_baresip(baresip, tmp_path):
             assert await registered(coordinator, 5)
+
+
+async def test_baresip_as_a_call_center_agent(baresip, unused_udp_port_pair, tmp_path):
+    """baresip registers as agent alice of the softswitch's queue 6000 and answers by itself;
+    a customer calling 6000 is bridged to it, and baresip's audio flows through our relay to
+    the customer. The customer hangs up: baresip sees its call closed, the agent is free."""
+    config = SoftswitchConfig(
+        # baresip answers the first challenge only, MD5 only; the customer is not a user
+        sip=SipConfig(port=0, transports=("udp",), auth_invite=False,
+                      digest_algorithms=("MD5",)),
+        rtp=RtpConfig(33600, 33699),
+        http=HttpConfig(enabled=False),
+        callcenter=CallCenterConfig(store=None),
+        users=(UserConfig("alice", "secret"),),
+        queues=(QueueConfig("6000", "support", strategy="longest-idle", members=("alice",)),),
+    )
+    sip_port, ctrl_port = unused_udp_port_pair[0], free_tcp_port()
+    async with trio.open_nursery() as nursery:
+        switch: Softswitch = await nursery.start(Softswitch(config).run)
+        driver = switch.driver
+        assert driver is not None
+        port = switch.coordinator.port("UDP")
+        write_config(tmp_path, sip_port, ctrl_port, port)
+        customer_side = builder().rtp_ports(33700, 33799).media_relay(True).build()
+        async with running_baresip(baresip, tmp_path), customer_side as customers:
+            with trio.fail_after(10):
+                while driver.engine.agent_state("alice") is not AgentState.AVAILABLE:
+                    await trio.sleep(0.05)
+                while True:
+                    try:
+                        stream = await trio.open_tcp_stream("127.0.0.1", ctrl_port)
+                        break
+                    except OSError:
+                        await trio.sleep(0.1)
+            control = Control(stream)
+            call = await customers.make_call(f"sip:6000@127.0.0.1:{port}", from_user="carol")
+            assert await call.wait_state(CallState.ACTIVE, timeout=5) is CallState.ACTIVE
+            await control.wait_event("CALL_ESTABLISHED")
+            with trio.fail_after(5):
+                while not driver.engine.live_calls():
+                    await trio.sleep(0.05)
+            (live,) = driver.engine.live_calls()
+            assert live.agent_id == "alice" and live.queue_id == "6000"
+            assert driver.engine.agent_state("alice") is AgentState.ON_CALL
+            coordinator = switch.coordinator
+            (leg,) = [c for c in coordinator.calls if c.id != live.caller.session_id]
+
+            def relayed() -> bool:  # baresip's tone in on the agent leg, out to the customer
+                agent_leg = coordinator.media_stats(leg.id)
+                customer_leg = coordinator.media_stats(live.caller.session_id)
+                return (agent_leg is not None and agent_leg.packets_in >= 25
+                        and customer_leg is not None and customer_leg.packets_out >= 25)
+
+            with trio.fail_after(5):
+                while not relayed():
+                    await trio.sleep(0.05)
+            await call.hangup()
+            await control.wait_event("CALL_CLOSED")
+            with trio.fail_after(5):
+                while driver.engine.agent_state("alice") is not AgentState.AVAILABLE:
+                    await trio.sleep(0.05)
+            stats = driver.engine.queue_stats("6000", trio.current_time())
+            assert (stats.offered, stats.answered, stats.abandoned) == (1, 1, 0)
+            await control.send("quit")
+            await stream.aclose()
+        nursery.cancel_scope.cancel()

@@ -54,7 +54,7 @@ from trio_voip.offer_answer import (
     resume_offer,
 )
 from trio_voip.rtp.ports import PortAllocator
-from trio_voip.rtp.relay import MediaEndpoint, RtpRelay
+from trio_voip.rtp.relay import EndpointStats, MediaEndpoint, RtpRelay
 from trio_voip.sdp import Direction, SessionDescription, parse_sdp
 from trio_voip.session.bridges import BridgeManager
 from trio_voip.session.dtmf import DtmfService
@@ -485,6 +485,14 @@ class SessionCoordinator:
     def get_call(self, session_id: str) -> CallSession | None:
         """The live call ``session_id`` (None once it has ended)."""
         return self._calls.get(session_id)
+
+    def media_stats(self, session_id: str) -> EndpointStats | None:
+        """A copy of the counters of call ``session_id``'s relay endpoint (packets and bytes
+        each way, malformed and foreign packets dropped...; see
+        :class:`~trio_voip.rtp.relay.EndpointStats`); None when its media is not relayed or
+        the call has ended."""
+        endpoint = self._endpoints.get(session_id)
+        return attrs.evolve(endpoint.stats) if endpoint is not None else None
 
     def subscribe_to_session_events(
         self, buffer: int | None = None
