@@ -22,6 +22,7 @@ from test_coordinator_lossy import (
     builder,
     counts,
 )
+from test_coordinator import Scripted, pair
 from test_dialog_support import in_dialog, invite
 from test_transaction_stack import ALICE, BOB as BOB_ADDRESS, new_request, start
 from trio_voip import CallDecision, CallHandler, CallSession, CallState, EndKind
@@ -374,3 +375,37 @@ async def test_an_invite_that_cannot_be_sent_fails_make_call_and_frees_the_call(
         while not isinstance(event := events.receive_nowait(), CallEnded):
             pass
         assert event.reason == EndReason(EndKind.FAILED, detail="could not send the INVITE")
+
+
+class HangsUpOnAck(Scripted):
+    """A callee that sends BYE the moment the caller's ACK is in."""
+
+    async def on_call_established(self, call: CallSession) -> None:
+        await super().on_call_established(call)
+        await call.hangup()
+
+
+async def test_a_bye_right_after_our_ack_finds_the_call_active(autojump_clock, monkeypatch):
+    """Our ACK of a 2xx goes out only once the call is ACTIVE: even when sending it lets other
+    tasks run for a while (a loaded loop: here 0.5 s after each ACK), a BYE sent the moment it
+    arrives ends an established call (with a duration), never one still ringing."""
+    ended = []
+    async with pair(callee=HangsUpOnAck()) as (a, b):
+        send_ack = a._send_ack
+
+        async def slow_send_ack(*args: object) -> None:
+            await send_ack(*args)
+            await trio.sleep(0.5)
+
+        monkeypatch.setattr(a, "_send_ack", slow_send_ack)
+        async with trio.open_nursery() as nursery:
+            async def one() -> None:
+                call = await a.make_call(BOB, from_user="alice")
+                await call.wait_ended()
+                ended.append(call)
+
+            for _ in range(5):
+                nursery.start_soon(one)
+        assert len(ended) == 5
+        assert all(c.end_reason.kind is EndKind.REMOTE_HANGUP for c in ended)
+        assert all(c.established_at is not None for c in ended)

@@ -1716,6 +1716,9 @@ class SessionCoordinator:
         events = self.dialogs.on_response(response, trio.current_time())
         self._kick()
         confirmed = False
+        # The ACK of a 2xx goes out once the call is ACTIVE: sending may let other tasks run,
+        # and the callee's BYE (it may send one the moment our ACK is in) must find it so.
+        acks: list[Request] = []
         for event in events:
             if isinstance(event, EarlyDialog):
                 legs.early.add(event.dialog_id)
@@ -1732,23 +1735,24 @@ class SessionCoordinator:
             elif isinstance(event, AckRequired):
                 await self._ack_with_answer(call, legs, event)
             elif isinstance(event, SendAck):
-                await self._send_ack(event.request, legs.transport)
+                acks.append(event.request)
             else:
                 await self._dialog_events([event])
         status = response.status
+        if confirmed and not legs.cancel_requested:
+            self._established(call)
+        for ack in acks:
+            await self._send_ack(ack, legs.transport)
         if status < 200:
             if status > 100:
                 self._take_answer(call, legs, response)  # early media (183)
                 if call.state is CallState.INITIATING:
                     self._set_state(call, CallState.RINGING, f"{status} {response.reason}")
             return None
-        if confirmed:
-            if legs.cancel_requested:
-                # Our CANCEL crossed the 2xx: the call was answered; end it at once (15).
-                crossed = EndReason(EndKind.CANCELLED, 200, "answered as we cancelled")
-                await self._bye(call, legs, crossed)
-            else:
-                self._established(call)
+        if confirmed and legs.cancel_requested:
+            # Our CANCEL crossed the 2xx: the call was answered; end it at once (15).
+            crossed = EndReason(EndKind.CANCELLED, 200, "answered as we cancelled")
+            await self._bye(call, legs, crossed)
         return response
 
     def _take_answer(self, call: CallSession, legs: _CallLegs, response: Response) -> None:
