@@ -14,10 +14,11 @@ from trio_voip.sip.transport import TransportLayer
 from trio_voip.testing.sipp import run_sipp
 
 CALLS = 100
-# T1 0.25 s, not less: a retransmitted INVITE crossing SIPp's answer makes it abort the call
-# under load (as in test_sipp_scenarios' CALLER_TIMERS); short T4 for Timer K. Transactions
-# drain within Timer M (64*T1 = 16 s).
-CONFIG = TimerConfig(t1=0.25, t4=0.5)
+# RFC 3261's T1 (0.5 s): a retransmitted INVITE crossing SIPp's answer makes SIPp abort the
+# call, and with a shorter T1 a pause of our loop (a full garbage collection with the whole
+# suite loaded) was enough to retransmit while the answer sat unread in our socket buffer.
+# Short T4 for Timer K; transactions drain within Timer M (64*T1 = 32 s).
+CONFIG = TimerConfig(t1=0.5, t4=0.5)
 DRAIN = 64 * CONFIG.t1 + 5
 
 
