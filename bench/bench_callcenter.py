@@ -24,13 +24,11 @@ import trio
 from trio_voip import CallDecision, CallHandler, CallSession, CallState, SessionManagerBuilder
 from trio_voip.callcenter import CallCenter
 from trio_voip.errors import TrioVoipError
-from trio_voip.sip.digest import DigestClient
-from trio_voip.sip.message import Request
-from trio_voip.sip.registrar import RegistrationClient, RegistrationSucceeded
-from trio_voip.sip.uri import SipUri
+from trio_voip.sip.registrar import RegistrationSucceeded
 from trio_voip.softswitch import HttpConfig, QueueConfig, RtpConfig, SipConfig, Softswitch
 from trio_voip.softswitch.app import make_call_center
 from trio_voip.softswitch.config import CallCenterConfig, SoftswitchConfig, UserConfig
+from trio_voip.testing.registration import register
 
 QUEUE = "6000"
 
@@ -75,26 +73,6 @@ class Agents(CallHandler):
         return CallDecision.accept()
 
 
-async def register(phone: Any, user: str, password: str, port: int) -> None:
-    client = RegistrationClient(
-        aor=SipUri(user=user, host="127.0.0.1"),
-        contact=SipUri(user=user, host="127.0.0.1", port=phone.port("UDP")),
-        registrar_uri=SipUri(host="127.0.0.1"),
-        credentials=DigestClient(user, password),
-        expires=600,
-    )
-    request = client.register()
-    while True:
-        handle = await phone.endpoint.request(request, "127.0.0.1", port, "UDP")
-        outcome = client.on_response(await handle.final_response(), trio.current_time())
-        if isinstance(outcome, Request):
-            request = outcome
-            continue
-        if not isinstance(outcome, RegistrationSucceeded):
-            raise SystemExit(f"{user} could not register: {outcome}")
-        return
-
-
 async def bench(args: argparse.Namespace) -> int:
     users = tuple(UserConfig(str(2000 + i), f"pw{i}") for i in range(1, args.agents + 1))
     config = SoftswitchConfig(
@@ -122,7 +100,9 @@ async def bench(args: argparse.Namespace) -> int:
                           .rtp_ports(38000, 39999).limits(max_calls=5000))
         async with agent_phone.build() as agent_side, customer_phone.build() as customers:
             for user in users:
-                await register(agent_side, user.name, user.password, port)
+                done = await register(agent_side, user.name, user.password, port, expires=600)
+                if not isinstance(done, RegistrationSucceeded):
+                    raise SystemExit(f"{user.name} could not register: {done}")
             while not all(engine.agent_status(u.name).logged_in for u in users):
                 await trio.sleep(0.05)
 

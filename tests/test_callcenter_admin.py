@@ -22,11 +22,10 @@ from trio_voip.callcenter.driver import (
 )
 from trio_voip.callcenter.store import AgentRecord, MemoryStore, QueueRecord, SqliteStore, Store
 from trio_voip.errors import CallCenterError, StoreError, TrioVoipError
-from trio_voip.sip.digest import DigestClient, PrecomputedHA1
-from trio_voip.sip.registrar import RegistrationClient, RegistrationSucceeded
-from trio_voip.sip.message import Request
-from trio_voip.sip.uri import SipUri
+from trio_voip.sip.digest import PrecomputedHA1
+from trio_voip.sip.registrar import RegistrationSucceeded
 from trio_voip.softswitch import QueueConfig, Softswitch
+from trio_voip.testing.registration import register
 
 QUEUE = "6000"
 
@@ -63,21 +62,9 @@ def driver_of(switch: Softswitch) -> CallCenterDriver:
 
 async def registers(phone_: SessionCoordinator, user: str, password: str, port: int) -> bool:
     """Whether ``user`` can REGISTER with ``password`` at the softswitch on ``port``."""
-    client = RegistrationClient(
-        aor=SipUri(user=user, host="127.0.0.1"),
-        contact=SipUri(user=user, host="127.0.0.1", port=phone_.port("UDP")),
-        registrar_uri=SipUri(host="127.0.0.1"),
-        credentials=DigestClient(user, password),
-        expires=300,
-    )
-    request = client.register()
     with trio.fail_after(5):
-        while True:
-            handle = await phone_.endpoint.request(request, "127.0.0.1", port, "UDP")
-            outcome = client.on_response(await handle.final_response(), trio.current_time())
-            if not isinstance(outcome, Request):
-                return isinstance(outcome, RegistrationSucceeded)
-            request = outcome
+        outcome = await register(phone_, user, password, port)
+    return isinstance(outcome, RegistrationSucceeded)
 
 
 def new_agent(driver: CallCenterDriver, **changes: object) -> AgentRecord:

@@ -22,10 +22,7 @@ from trio_voip import (
 )
 from trio_voip.callcenter import AgentState
 from trio_voip.errors import SoftswitchError
-from trio_voip.sip.digest import DigestClient
-from trio_voip.sip.message import Request
-from trio_voip.sip.registrar import RegistrationClient, RegistrationSucceeded
-from trio_voip.sip.uri import SipUri
+from trio_voip.sip.registrar import RegistrationSucceeded
 from trio_voip.softswitch import (
     HttpConfig,
     Presence,
@@ -40,6 +37,7 @@ from trio_voip.softswitch import (
 from trio_voip.session import EndReason
 from trio_voip.softswitch.config import CallCenterConfig
 from trio_voip.testing.network import MemoryNetwork
+from trio_voip.testing.registration import register
 
 PASSWORDS = {"1001": "demo1001", "1002": "demo1002", "1003": "demo1003"}
 # Each phone its own RTP ports (the media test binds them), apart from the softswitch's.
@@ -108,25 +106,9 @@ async def register_phone(
     phone: SessionCoordinator, user: str, port: int, transport: str = "UDP"
 ) -> None:
     """REGISTER ``user`` at the softswitch on ``port``, answering its Digest challenge."""
-    contact = SipUri(user=user, host="127.0.0.1", port=phone.port(transport))
-    client = RegistrationClient(
-        aor=SipUri(user=user, host="127.0.0.1"),
-        contact=contact.with_param("transport", "tcp") if transport == "TCP" else contact,
-        registrar_uri=SipUri(host="127.0.0.1"),
-        credentials=DigestClient(user, PASSWORDS[user]),
-        expires=300,
-        transport=transport,
-    )
-    request = client.register()
     with trio.fail_after(5):
-        while True:
-            handle = await phone.endpoint.request(request, "127.0.0.1", port, transport)
-            outcome = client.on_response(await handle.final_response(), trio.current_time())
-            if isinstance(outcome, Request):
-                request = outcome
-                continue
-            assert isinstance(outcome, RegistrationSucceeded), outcome
-            return
+        outcome = await register(phone, user, PASSWORDS[user], port, transport=transport)
+    assert isinstance(outcome, RegistrationSucceeded), outcome
 
 
 def sip_port(running: Running) -> int:

@@ -1,6 +1,7 @@
 """Test tools that ship with trio-voip: hypothesis strategies for SIP, SDP and RTP/RTCP, an in-memory
 SIP network for deterministic tests, a stateful property test of the bridge API
-(``BridgeMachine``), and a bounded SIPp runner for interop tests."""
+(``BridgeMachine``), a bounded SIPp runner for interop tests, and ``register`` (a test phone
+REGISTERs with Digest)."""
 
 from trio_voip.testing.bridges import BridgeApi, BridgeMachine, BridgeSystem, TableBridgeSystem
 from trio_voip.testing.network import (
@@ -19,6 +20,7 @@ from trio_voip.testing.sdp_strategies import (
 )
 from trio_voip.testing.rtp_strategies import compounds as rtcp_compounds
 from trio_voip.testing.rtp_strategies import rtp_packets
+from trio_voip.testing.registration import register
 from trio_voip.testing.sipp import SippResult, run_sipp
 from trio_voip.testing.strategies import (
     absolute_uris,
@@ -52,6 +54,7 @@ __all__ = [
     "rtcp_compounds",
     "rtp_packets",
     "SippResult",
+    "register",
     "run_sipp",
     "audio_offers",
     "media_descriptions",
